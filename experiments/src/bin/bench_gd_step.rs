@@ -1,0 +1,113 @@
+//! Median time of one full-batch GD step on each compiled CPU backend, and their ratio.
+//!
+//! Setups (issue "Foundation"): B's two-layer ReLU net (n = d = 1000, m = 8000, f32) and A's
+//! fc net (softplus, n = 1000, d = 100, m = 1024, H = 3, f64).
+
+use anyhow::Result;
+use clap::Parser;
+use overparam_data::{Labels, sphere};
+use overparam_device::{BackendKind, Compute, Precision};
+use overparam_experiments::timing::marginal_seconds;
+use overparam_models::{Activation, Architecture, ModelConfig, Network};
+use overparam_train::{TrainConfig, train};
+
+/// Benchmark one GD step on flex and ndarray.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Timed repetitions per measurement (median reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Divide n, d and m by this factor (for a quick smoke run).
+    #[arg(long, default_value_t = 1)]
+    shrink: usize,
+}
+
+struct Setup {
+    name: &'static str,
+    n: usize,
+    d: usize,
+    arch: Architecture,
+    precision: Precision,
+}
+
+fn setups(shrink: usize) -> Vec<Setup> {
+    vec![
+        Setup {
+            name: "B two_layer n=d=1000 m=8000 f32",
+            n: 1000 / shrink,
+            d: 1000 / shrink,
+            arch: Architecture::TwoLayer {
+                width: 8000 / shrink,
+            },
+            precision: Precision::F32,
+        },
+        Setup {
+            name: "A fc softplus n=1000 d=100 m=1024 H=3 f64",
+            n: 1000 / shrink,
+            d: 100 / shrink,
+            arch: Architecture::Fc {
+                depth: 3,
+                width: 1024 / shrink,
+                activation: Activation::Softplus,
+            },
+            precision: Precision::F64,
+        },
+    ]
+}
+
+fn step_seconds(setup: &Setup, backend: BackendKind, reps: usize) -> Result<f64> {
+    let compute = Compute::new(backend, setup.precision)?;
+    let data = sphere(setup.n, setup.d, Labels::Gaussian, 0)?;
+    let config = ModelConfig {
+        input_dim: setup.d,
+        arch: setup.arch.clone(),
+        seed: 0,
+    };
+    let network = Network::init(&config, &compute)?;
+    let mut failure = None;
+    let seconds = marginal_seconds(reps, 1, 4, |steps| {
+        let mut net = network.clone();
+        if let Err(e) = train(
+            &mut net,
+            &data,
+            &compute,
+            &TrainConfig::gd(1e-3, steps),
+            &mut (),
+        ) {
+            failure = Some(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(seconds),
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let backends = [BackendKind::Flex, BackendKind::Ndarray];
+    println!(
+        "median time of one full-batch GD step (forward + backward + update), {} reps",
+        args.reps
+    );
+    for setup in setups(args.shrink.max(1)) {
+        let mut times = Vec::new();
+        for backend in backends {
+            if !backend.is_compiled() {
+                println!("{:<44} {backend:<8} not compiled in", setup.name);
+                continue;
+            }
+            let t = step_seconds(&setup, backend, args.reps)?;
+            println!("{:<44} {backend:<8} {:>10.2} ms", setup.name, t * 1e3);
+            times.push(t);
+        }
+        if let [flex, ndarray] = times[..] {
+            println!(
+                "{:<44} ratio ndarray/flex = {:.2}",
+                setup.name,
+                ndarray / flex
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! Shared plumbing of the experiment and benchmark binaries.
+
+pub mod timing;

@@ -1,0 +1,172 @@
+//! `overparam train`: train one network and write its result.
+
+use super::args::{ComputeArgs, DataArgs, ModelArgs};
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use overparam_models::{ModelConfig, save_safetensors};
+use overparam_train::{History, Loss, Optimizer, TrainConfig, train};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of `overparam train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub compute: ComputeArgs,
+    /// Loss: quadratic ½Σ(f−y)² (A, B), logistic or exponential (C, labels ±1), cross_entropy.
+    #[arg(long, default_value = "quadratic")]
+    pub loss: Loss,
+    /// Gradient method: full-batch GD, or mini-batch SGD.
+    #[arg(long, value_enum, default_value = "gd")]
+    pub optimizer: OptimizerKind,
+    /// B: SGD batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Seed of the SGD batch order.
+    #[arg(long, default_value_t = 0)]
+    pub shuffle_seed: u64,
+    /// η: constant step size.
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
+    pub step_size: f64,
+    /// k: number of updates.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Comma-separated names of the trained layers (e.g. W1,a); default: the layers the paper trains.
+    #[arg(long, value_delimiter = ',')]
+    pub trainable: Option<Vec<String>>,
+    /// Directory for result.json, init.safetensors and final.safetensors.
+    #[arg(long, default_value = "results/train")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Gradient methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerKind {
+    /// Full-batch gradient descent.
+    Gd,
+    /// Mini-batch stochastic gradient descent.
+    Sgd,
+}
+
+/// The JSON result of a run.
+#[derive(Debug, Serialize)]
+struct TrainResult<'a> {
+    status: &'a str,
+    error: Option<String>,
+    model: &'a ModelConfig,
+    parameter_count: usize,
+    train: &'a TrainConfig,
+    data: DataRecord,
+    device: String,
+    dtype: String,
+    wall_time_s: f64,
+    history: &'a History,
+}
+
+#[derive(Debug, Serialize)]
+struct DataRecord {
+    kind: &'static str,
+    n: usize,
+    d: usize,
+    labels: String,
+    seed: u64,
+}
+
+/// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Runs `overparam train`.
+pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    let compute = args.compute.compute()?;
+    let config = args.model.config(args.data.d)?;
+    let mut network = args.model.network(&config, &compute)?;
+    let data = args
+        .data
+        .dataset(args.data.d.unwrap_or(network.config().input_dim))?;
+    let train_config = TrainConfig {
+        loss: args.loss,
+        optimizer: match args.optimizer {
+            OptimizerKind::Gd => Optimizer::Gd,
+            OptimizerKind::Sgd => Optimizer::Sgd {
+                batch_size: args.batch_size,
+                shuffle_seed: args.shuffle_seed,
+            },
+        },
+        step_size: args.step_size,
+        steps: args.steps,
+        trainable: args.trainable.clone(),
+        observe_every: args.steps.max(1),
+        progress: !args.quiet,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output directory {}", args.out.display()))?;
+    save_safetensors(
+        &network,
+        compute.precision(),
+        &args.out.join("init.safetensors"),
+    )?;
+
+    let start = Instant::now();
+    let outcome = train(&mut network, &data, &compute, &train_config, &mut ());
+    let wall_time_s = start.elapsed().as_secs_f64();
+    let (history, failure) = match outcome {
+        Ok(history) => (history, None),
+        Err(error) => match error.history() {
+            Some(history) => (history.clone(), Some(error)),
+            None => return Err(error.into()),
+        },
+    };
+    let result = TrainResult {
+        status: if failure.is_some() { "diverged" } else { "ok" },
+        error: failure.as_ref().map(ToString::to_string),
+        model: network.config(),
+        parameter_count: network.config().parameter_count(),
+        train: &train_config,
+        data: DataRecord {
+            kind: "sphere",
+            n: data.len(),
+            d: data.input_dim(),
+            labels: format!("{:?}", args.data.labels).to_lowercase(),
+            seed: args.data.data_seed,
+        },
+        device: compute.backend().to_string(),
+        dtype: compute.precision().to_string(),
+        wall_time_s,
+        history: &history,
+    };
+    write_json(&args.out.join("result.json"), &result)?;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    save_safetensors(
+        &network,
+        compute.precision(),
+        &args.out.join("final.safetensors"),
+    )?;
+    let first = history.loss.first().copied().unwrap_or(f64::NAN);
+    let last = history.loss.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "{} ({} parameters) on {compute}: loss {first:.6e} -> {last:.6e} in {} steps, {wall_time_s:.2} s; results in {}",
+        network.config().kind_name(),
+        network.config().parameter_count(),
+        args.steps,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! The `overparam` binary: bad inputs exit with a message naming the value (never a panic),
+//! results are written, and saved parameters reload to bit-identical losses.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn overparam(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_overparam"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("overparam-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn bad_inputs_exit_with_a_message_naming_the_value() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--width", "0"], "got 0"),
+        (&["--depth", "0"], "depth H must be at least 1, got 0"),
+        (&["--step-size", "0"], "got 0"),
+        (&["--step-size", "-1"], "got -1"),
+        (&["--step-size", "NaN"], "got NaN"),
+        (&["--model", "resnet", "--c-res", "0"], "c_res"),
+        (&["--model", "resnet", "--c-res", "-0.5"], "-0.5"),
+        (
+            &[
+                "--model",
+                "conv_resnet",
+                "--channels",
+                "2",
+                "--spatial",
+                "5",
+                "--d",
+                "7",
+            ],
+            "d = 7",
+        ),
+        (&["--n", "0"], "sample count n"),
+        (&["--device", "tpu"], "'tpu'"),
+        (&["--dtype", "f16"], "'f16'"),
+        (&["--activation", "swish"], "'swish'"),
+        (
+            &["--model", "two_layer", "--activation", "tanh"],
+            "ReLU by definition",
+        ),
+        (&["--loss", "logistic"], "{-1, +1}"),
+        (&["--trainable", "W9"], "'W9'"),
+        (&["--optimizer", "sgd", "--batch-size", "0"], "got 0"),
+        (
+            &["--init-from", "/nonexistent/file.safetensors"],
+            "/nonexistent/file.safetensors",
+        ),
+    ];
+    let out = scratch("bad");
+    for (args, needle) in cases {
+        let mut full = vec!["train", "--quiet", "--steps", "1", "--out"];
+        full.push(out.to_str().unwrap());
+        full.extend_from_slice(args);
+        let result = overparam(&full);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(!result.status.success(), "{args:?} succeeded");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: '{needle}' not in: {stderr}"
+        );
+    }
+    if !cfg!(feature = "wgpu") {
+        let result = overparam(&["train", "--device", "wgpu"]);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains("--features wgpu"), "{stderr}");
+    }
+}
+
+fn losses(dir: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("result.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["status"], "ok");
+    json["history"]["loss"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn train_writes_results_and_parameters_that_reload_exactly() {
+    for dtype in ["f32", "f64"] {
+        let base = scratch(&format!("run-{dtype}"));
+        let first = base.join("first");
+        let common = ["--quiet", "--dtype", dtype, "--n", "12", "--d", "5"];
+        let model = [
+            "--model", "resnet", "--depth", "3", "--width", "16", "--c-res", "0.5",
+        ];
+        let mut args = vec!["train", "--steps", "5", "--step-size", "0.05", "--out"];
+        args.push(first.to_str().unwrap());
+        args.extend_from_slice(&common);
+        args.extend_from_slice(&model);
+        let result = overparam(&args);
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let run = losses(&first);
+        assert_eq!(run.len(), 6);
+        assert!(run[5] < run[0]);
+
+        // θ(5) from final.safetensors gives exactly L(θ(5)).
+        let reload = base.join("reload");
+        let final_path = first.join("final.safetensors");
+        let mut args = vec!["train", "--steps", "0", "--out", reload.to_str().unwrap()];
+        args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
+        args.extend_from_slice(&common);
+        assert!(overparam(&args).status.success());
+        assert_eq!(losses(&reload)[0].to_bits(), run[5].to_bits(), "{dtype}");
+
+        // θ(0) from init.safetensors replays the whole run bit for bit.
+        let replay = base.join("replay");
+        let init_path = first.join("init.safetensors");
+        let mut args = vec!["train", "--steps", "5", "--step-size", "0.05"];
+        args.extend_from_slice(&["--out", replay.to_str().unwrap()]);
+        args.extend_from_slice(&["--init-from", init_path.to_str().unwrap()]);
+        args.extend_from_slice(&common);
+        assert!(overparam(&args).status.success());
+        let replayed: Vec<u64> = losses(&replay).iter().map(|v| v.to_bits()).collect();
+        assert_eq!(
+            replayed,
+            run.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+        std::fs::remove_dir_all(&base).ok();
+    }
+}
+
+#[test]
+fn divergence_writes_the_partial_history_and_fails() {
+    let out = scratch("diverge");
+    let result = overparam(&[
+        "train",
+        "--quiet",
+        "--steps",
+        "300",
+        "--step-size",
+        "10",
+        "--activation",
+        "relu",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("diverged") && stderr.contains("step"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(out.join("result.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["status"], "diverged");
+    assert!(!json["history"]["loss"].as_array().unwrap().is_empty());
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn help_names_the_paper_symbols() {
+    let result = overparam(&["train", "--help"]);
+    let help = String::from_utf8_lossy(&result.stdout);
+    for symbol in ["η", "c_res", "σ", "m:", "H (A)", "B: SGD"] {
+        assert!(help.contains(symbol), "'{symbol}' missing from --help");
+    }
+}

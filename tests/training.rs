@@ -1,0 +1,295 @@
+//! Training: convergence on B's setup, frozen layers, reproducibility, divergence, SGD, and the
+//! ndarray backend against flex.
+
+mod common;
+
+use common::tiny_models;
+use overparam::data::{Labels, sphere};
+use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
+use overparam::models::{Activation, Architecture, ModelConfig, Network};
+use overparam::train::{Loss, Optimizer, Snapshot, TrainConfig, TrainError, train};
+
+fn bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+fn two_layer(d: usize, width: usize, seed: u64) -> ModelConfig {
+    ModelConfig {
+        input_dim: d,
+        arch: Architecture::TwoLayer { width },
+        seed,
+    }
+}
+
+#[test]
+fn gd_on_two_layer_reaches_zero_loss() {
+    // B's setting at n = 20: first layer trained, a = ±1 frozen, loss ½Σ(f−y)².
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(20, 10, Labels::Gaussian, 1).unwrap();
+    let mut net = Network::init(&two_layer(10, 2000, 2), &compute).unwrap();
+    let history = train(
+        &mut net,
+        &data,
+        &compute,
+        &TrainConfig::gd(0.5, 1500),
+        &mut (),
+    )
+    .unwrap();
+    let last = *history.loss.last().unwrap();
+    assert!(history.loss[0] > 1.0, "initial loss {}", history.loss[0]);
+    assert!(last < 1e-6, "final loss {last}");
+    // GD with a small step decreases the loss at every step until it reaches round-off.
+    assert!(
+        history
+            .loss
+            .windows(2)
+            .all(|w| w[0] < 1e-20 || w[1] <= w[0])
+    );
+}
+
+#[test]
+fn frozen_layers_stay_bit_identical() {
+    let compute = Compute::cpu_f64().unwrap();
+    for config in tiny_models() {
+        let data = sphere(6, config.input_dim, Labels::Gaussian, 2).unwrap();
+        let k = config.outputs();
+        let data = overparam::data::Dataset::new(
+            data.inputs().to_vec(),
+            data.targets().iter().flat_map(|&y| vec![y; k]).collect(),
+            6,
+            config.input_dim,
+            k,
+        )
+        .unwrap();
+        let mut net = Network::init(&config, &compute).unwrap();
+        let before: Vec<Vec<f64>> = net.values().into_iter().map(to_f64_vec).collect();
+        // Train only the first layer; for paper defaults, also check the frozen output.
+        let first = net.specs()[0].name.clone();
+        let mut cfg = TrainConfig::gd(0.01, 3);
+        cfg.trainable = Some(vec![first]);
+        train(&mut net, &data, &compute, &cfg, &mut ()).unwrap();
+        let after: Vec<Vec<f64>> = net.values().into_iter().map(to_f64_vec).collect();
+        assert_ne!(
+            bits(&before[0]),
+            bits(&after[0]),
+            "{}: W1 must move",
+            config.kind_name()
+        );
+        for (b, a) in before.iter().zip(&after).skip(1) {
+            assert_eq!(
+                bits(b),
+                bits(a),
+                "{}: a frozen layer moved",
+                config.kind_name()
+            );
+        }
+    }
+}
+
+#[test]
+fn paper_defaults_freeze_b_and_c_outputs() {
+    let compute = Compute::cpu_f64().unwrap();
+    for config in [
+        two_layer(3, 8, 0),
+        ModelConfig {
+            input_dim: 3,
+            arch: Architecture::DeepRelu { depth: 2, width: 4 },
+            seed: 0,
+        },
+    ] {
+        let data = sphere(5, 3, Labels::Sign, 0).unwrap();
+        let mut net = Network::init(&config, &compute).unwrap();
+        let out_before = to_f64_vec(net.values().pop().unwrap());
+        let mut cfg = TrainConfig::gd(0.1, 2);
+        cfg.loss = Loss::Logistic;
+        train(&mut net, &data, &compute, &cfg, &mut ()).unwrap();
+        assert_eq!(
+            bits(&out_before),
+            bits(&to_f64_vec(net.values().pop().unwrap()))
+        );
+    }
+}
+
+fn run_losses(compute: &Compute, optimizer: Optimizer) -> Vec<f64> {
+    let config = ModelConfig {
+        input_dim: 8,
+        arch: Architecture::Resnet {
+            depth: 3,
+            width: 32,
+            activation: Activation::Softplus,
+            c_res: 0.5,
+        },
+        seed: 7,
+    };
+    let data = sphere(24, 8, Labels::Gaussian, 3).unwrap();
+    let mut net = Network::init(&config, compute).unwrap();
+    let mut cfg = TrainConfig::gd(0.05, 20);
+    cfg.optimizer = optimizer;
+    train(&mut net, &data, compute, &cfg, &mut ()).unwrap().loss
+}
+
+#[test]
+fn same_seed_gives_bit_identical_losses() {
+    let sgd = Optimizer::Sgd {
+        batch_size: 5,
+        shuffle_seed: 4,
+    };
+    for precision in [Precision::F32, Precision::F64] {
+        let compute = Compute::new(BackendKind::CPU, precision).unwrap();
+        for optimizer in [Optimizer::Gd, sgd] {
+            let a = run_losses(&compute, optimizer);
+            let b = run_losses(&compute, optimizer);
+            assert_eq!(bits(&a), bits(&b), "{precision} {optimizer:?}");
+        }
+    }
+}
+
+#[test]
+fn f32_follows_f64() {
+    let f64_losses = run_losses(&Compute::cpu_f64().unwrap(), Optimizer::Gd);
+    let f32_losses = run_losses(
+        &Compute::new(BackendKind::CPU, Precision::F32).unwrap(),
+        Optimizer::Gd,
+    );
+    for (a, b) in f64_losses.iter().zip(&f32_losses) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "f64 {a} vs f32 {b}");
+    }
+}
+
+#[test]
+fn ndarray_backend_matches_flex() {
+    let flex = run_losses(&Compute::cpu_f64().unwrap(), Optimizer::Gd);
+    let compute = Compute::new(BackendKind::Ndarray, Precision::F64).unwrap();
+    let ndarray = run_losses(&compute, Optimizer::Gd);
+    for (a, b) in flex.iter().zip(&ndarray) {
+        assert!((a - b).abs() <= 1e-10 * a.abs(), "flex {a} vs ndarray {b}");
+    }
+}
+
+#[test]
+fn sgd_epochs_visit_every_sample_and_descend() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(30, 6, Labels::Sign, 5).unwrap();
+    let config = ModelConfig {
+        input_dim: 6,
+        arch: Architecture::DeepRelu {
+            depth: 2,
+            width: 64,
+        },
+        seed: 1,
+    };
+    let mut net = Network::init(&config, &compute).unwrap();
+    let mut cfg = TrainConfig::gd(0.5, 300);
+    cfg.loss = Loss::Logistic;
+    cfg.optimizer = Optimizer::Sgd {
+        batch_size: 7,
+        shuffle_seed: 0,
+    };
+    cfg.observe_every = 100;
+    let history = train(&mut net, &data, &compute, &cfg, &mut ()).unwrap();
+    assert_eq!(history.observed_steps, vec![0, 100, 200, 300]);
+    let first = history.observed_loss[0];
+    let last = *history.observed_loss.last().unwrap();
+    assert!(last < 0.5 * first, "full loss {first} -> {last}");
+}
+
+#[test]
+fn observer_sees_outputs_consistent_with_the_loss() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(10, 4, Labels::Gaussian, 8).unwrap();
+    let mut net = Network::init(&two_layer(4, 50, 3), &compute).unwrap();
+    let mut seen = Vec::new();
+    let mut observer = |s: &Snapshot<'_>| {
+        let f = to_f64_vec(s.outputs.clone());
+        seen.push((
+            s.step,
+            s.loss,
+            Loss::Quadratic.value(&f, s.data.targets(), 1),
+        ));
+    };
+    let mut cfg = TrainConfig::gd(0.1, 5);
+    cfg.observe_every = 2;
+    let history = train(&mut net, &data, &compute, &cfg, &mut observer).unwrap();
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![0, 2, 4, 5]
+    );
+    for (step, loss, recomputed) in seen {
+        assert!((loss - recomputed).abs() < 1e-12 * loss, "step {step}");
+        assert_eq!(loss.to_bits(), history.loss[step].to_bits());
+    }
+}
+
+#[test]
+fn divergence_names_the_step_and_keeps_the_history() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(10, 4, Labels::Gaussian, 8).unwrap();
+    let config = ModelConfig {
+        input_dim: 4,
+        arch: Architecture::Fc {
+            depth: 2,
+            width: 16,
+            activation: Activation::Relu,
+        },
+        seed: 0,
+    };
+    let mut net = Network::init(&config, &compute).unwrap();
+    let err = train(
+        &mut net,
+        &data,
+        &compute,
+        &TrainConfig::gd(100.0, 200),
+        &mut (),
+    )
+    .unwrap_err();
+    match &err {
+        TrainError::Diverged {
+            step,
+            last_finite,
+            history,
+            ..
+        } => {
+            assert!(*step > 0 && *step < 200, "{step}");
+            assert!(last_finite.is_finite());
+            assert_eq!(history.loss.len(), step + 1);
+        }
+        other => panic!("expected divergence, got {other}"),
+    }
+    assert!(err.to_string().contains("step"), "{err}");
+}
+
+#[test]
+fn bad_training_inputs_are_errors() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(10, 4, Labels::Gaussian, 8).unwrap();
+    let mut net = Network::init(&two_layer(4, 8, 0), &compute).unwrap();
+    for eta in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let err = train(&mut net, &data, &compute, &TrainConfig::gd(eta, 1), &mut ()).unwrap_err();
+        assert!(err.to_string().contains(&format!("{eta}")), "{err}");
+    }
+    let mut cfg = TrainConfig::gd(0.1, 1);
+    cfg.optimizer = Optimizer::Sgd {
+        batch_size: 11,
+        shuffle_seed: 0,
+    };
+    let err = train(&mut net, &data, &compute, &cfg, &mut ()).unwrap_err();
+    assert!(err.to_string().contains("11"), "{err}");
+    let mut cfg = TrainConfig::gd(0.1, 1);
+    cfg.loss = Loss::Logistic;
+    let err = train(&mut net, &data, &compute, &cfg, &mut ()).unwrap_err();
+    assert!(err.to_string().contains("{-1, +1}"), "{err}");
+    let mut cfg = TrainConfig::gd(0.1, 1);
+    cfg.trainable = Some(vec!["W7".into()]);
+    let err = train(&mut net, &data, &compute, &cfg, &mut ()).unwrap_err();
+    assert!(err.to_string().contains("'W7'"), "{err}");
+    let other = sphere(10, 5, Labels::Gaussian, 8).unwrap();
+    let err = train(
+        &mut net,
+        &other,
+        &compute,
+        &TrainConfig::gd(0.1, 1),
+        &mut (),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("d = 5"), "{err}");
+}
