@@ -1,12 +1,80 @@
-//! Datasets: inputs and targets as plain row-major f64 matrices, and the papers' synthetic sets.
+//! Datasets: inputs and targets as plain row-major f64 matrices, the papers' synthetic sets,
+//! real image data read offline (IDX, CIFAR-10 binary), and the input checks the theorems
+//! depend on.
 
+pub mod checks;
+pub mod cifar;
+pub mod idx;
+pub mod images;
 pub mod synthetic;
 
-pub use synthetic::{Labels, sphere};
+pub use checks::{Degeneracy, InputReport, check_inputs};
+pub use cifar::{parse_cifar10, read_cifar10};
+pub use idx::{IdxArray, encode_idx_u8, parse_idx, read_idx};
+pub use images::{
+    FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images, read_idx_images,
+    read_mnist_layout,
+};
+pub use synthetic::{Labels, SeparatedBinary, separated_binary, sphere};
 
-/// Errors building or reading a dataset, naming the offending value.
-#[derive(Debug, thiserror::Error, PartialEq)]
+use std::path::{Path, PathBuf};
+
+/// Errors building or reading a dataset, naming the offending value or file.
+#[derive(Debug, thiserror::Error)]
 pub enum DataError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file's contents are not what its format says.
+    #[error("{path}: {problem}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A binary (±1) task needs exactly two classes.
+    #[error("the sign encoding needs exactly two classes, got {got}")]
+    Classes {
+        /// Number of classes selected.
+        got: usize,
+    },
+    /// The subsample size is zero or larger than what is available.
+    #[error("cannot subsample n = {n} from {available} samples")]
+    Subsample {
+        /// Requested n.
+        n: usize,
+        /// Available samples.
+        available: usize,
+    },
+    /// An input is all zeros and cannot be normalized.
+    #[error("input {row} is all zeros and cannot be normalized to unit norm")]
+    ZeroNorm {
+        /// The row.
+        row: usize,
+    },
+    /// Two inputs are parallel (or equal), so λ0 = 0 (B Thm 3.1, A Prop. F.1).
+    #[error(
+        "inputs {i} and {j} are {kind} (angle {angle:.3e} rad between their lines): then λ0 = λmin(H^inf) = 0 and the theorems do not apply; remove one or allow it with a warning"
+    )]
+    Degenerate {
+        /// First input.
+        i: usize,
+        /// Second input.
+        j: usize,
+        /// "duplicated", "parallel" or "antiparallel".
+        kind: &'static str,
+        /// The angle between the lines through them.
+        angle: f64,
+    },
+    /// C's separated binary data could not be drawn.
+    #[error("{0}")]
+    Synthetic(String),
     /// A size that must be positive is zero.
     #[error("{what} must be at least 1, got 0")]
     Empty {
@@ -39,7 +107,19 @@ pub enum DataError {
     },
 }
 
-/// A supervised dataset: `n` inputs in `R^d` and `n` targets in `R^k`, row-major.
+impl DataError {
+    /// A [`DataError::Format`] for `path`.
+    pub fn format(path: &Path, problem: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A supervised dataset: `n` inputs in `R^d` and `n` targets in `R^k`, row-major, with the
+/// shape of one input (`[d]`, or `[channels, height, width]` for images kept for conv nets)
+/// and, for classification data, the class index of each sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     inputs: Vec<f64>,
@@ -47,6 +127,8 @@ pub struct Dataset {
     n: usize,
     d: usize,
     k: usize,
+    shape: Vec<usize>,
+    classes: Option<Vec<u32>>,
 }
 
 impl Dataset {
@@ -91,7 +173,68 @@ impl Dataset {
             n,
             d,
             k,
+            shape: vec![d],
+            classes: None,
         })
+    }
+
+    /// Sets the shape of one input (its product must be d).
+    pub fn with_shape(mut self, shape: Vec<usize>) -> Result<Self, DataError> {
+        if shape.iter().product::<usize>() != self.d {
+            return Err(DataError::Shape {
+                what: "input shape",
+                got: shape.iter().product(),
+                expected: self.d,
+                rows: 1,
+                cols: self.d,
+            });
+        }
+        self.shape = shape;
+        Ok(self)
+    }
+
+    /// Attaches the class index of each sample.
+    pub fn with_classes(mut self, classes: Vec<u32>) -> Result<Self, DataError> {
+        if classes.len() != self.n {
+            return Err(DataError::Shape {
+                what: "class labels",
+                got: classes.len(),
+                expected: self.n,
+                rows: self.n,
+                cols: 1,
+            });
+        }
+        self.classes = Some(classes);
+        Ok(self)
+    }
+
+    /// Shape of one input.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Class index of each sample, for classification data.
+    pub fn classes(&self) -> Option<&[u32]> {
+        self.classes.as_deref()
+    }
+
+    /// A seeded random split into `(train, test)` with `test_size` test samples.
+    pub fn split(&self, test_size: usize, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        if test_size == 0 || test_size >= self.n {
+            return Err(DataError::Subsample {
+                n: test_size,
+                available: self.n - 1,
+            });
+        }
+        let mut order: Vec<usize> = (0..self.n).collect();
+        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        let (test, train) = order.split_at(test_size);
+        let (mut train, mut test) = (train.to_vec(), test.to_vec());
+        train.sort_unstable();
+        test.sort_unstable();
+        Ok((self.select(&train), self.select(&test)))
     }
 
     /// Number of samples n.
@@ -137,6 +280,11 @@ impl Dataset {
             n: rows.len(),
             d: self.d,
             k: self.k,
+            shape: self.shape.clone(),
+            classes: self
+                .classes
+                .as_ref()
+                .map(|c| rows.iter().map(|&r| c[r]).collect()),
         }
     }
 }

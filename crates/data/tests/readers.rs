@@ -1,0 +1,219 @@
+//! The IDX and CIFAR-10 readers: round trips, real Fashion-MNIST, and errors (never panics) on
+//! missing, malformed, truncated and random files.
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use overparam_data::{
+    DataError, FASHION_MNIST_DIR, Prepare, Split, TargetEncoding, encode_idx_u8, parse_cifar10,
+    parse_idx, random_images, read_idx, read_idx_images, read_mnist_layout,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("overparam-data-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Four 2×3 images of classes 0, 1, 2, 1 and their labels.
+fn tiny_mnist(dir: &Path, gz: bool) -> (PathBuf, PathBuf) {
+    let pixels: Vec<u8> = (0..24).map(|i| (i * 10) as u8).collect();
+    let images = encode_idx_u8(&[4, 2, 3], &pixels);
+    let labels = encode_idx_u8(&[4], &[0, 1, 2, 1]);
+    let (ext, images, labels) = if gz {
+        (".gz", gzip(&images), gzip(&labels))
+    } else {
+        ("", images, labels)
+    };
+    let img = dir.join(format!("train-images-idx3-ubyte{ext}"));
+    let lab = dir.join(format!("train-labels-idx1-ubyte{ext}"));
+    std::fs::write(&img, images).unwrap();
+    std::fs::write(&lab, labels).unwrap();
+    (img, lab)
+}
+
+#[test]
+fn idx_round_trips_raw_and_gz() {
+    for gz in [false, true] {
+        let dir = scratch(if gz { "gz" } else { "raw" });
+        let (img, lab) = tiny_mnist(&dir, gz);
+        let arr = read_idx(&img).unwrap();
+        assert_eq!(arr.dims, vec![4, 2, 3]);
+        assert_eq!(arr.values[5], 50.0);
+        let set = read_mnist_layout(&dir, Split::Train).unwrap();
+        assert_eq!(set, read_idx_images(&img, &lab).unwrap());
+        assert_eq!(set.labels, vec![0, 1, 2, 1]);
+        assert_eq!(set.shape, vec![1, 2, 3]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[test]
+fn prepare_selects_encodes_and_normalizes() {
+    let dir = scratch("prepare");
+    let (img, lab) = tiny_mnist(&dir, false);
+    let set = read_idx_images(&img, &lab).unwrap();
+    let binary = set
+        .prepare(&Prepare {
+            classes: Some(vec![1, 0]),
+            encoding: TargetEncoding::Sign,
+            keep_channels: true,
+            ..Prepare::default()
+        })
+        .unwrap();
+    // Images 0 (class 0), 1 and 3 (class 1); class 1 is listed first, so it is +1.
+    assert_eq!(binary.targets(), &[-1.0, 1.0, 1.0]);
+    assert_eq!(binary.shape(), &[1, 2, 3]);
+    for row in binary.inputs().chunks(6) {
+        assert!((row.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+    let onehot = set
+        .prepare(&Prepare {
+            center: true,
+            unit_norm: false,
+            ..Prepare::default()
+        })
+        .unwrap();
+    assert_eq!(onehot.target_dim(), 3);
+    for c in 0..6 {
+        let mean: f64 = onehot.inputs().iter().skip(c).step_by(6).sum::<f64>() / 4.0;
+        assert!(mean.abs() < 1e-12);
+    }
+    assert_eq!(&onehot.targets()[3..6], &[0.0, 1.0, 0.0]);
+    let err = set
+        .prepare(&Prepare {
+            encoding: TargetEncoding::Sign,
+            ..Prepare::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("exactly two classes"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn random_labels_and_subsamples_are_seeded() {
+    let set = random_images(200, &[3, 4, 4], 10, 1).unwrap();
+    let options = Prepare {
+        n: Some(50),
+        random_labels: true,
+        seed: 9,
+        ..Prepare::default()
+    };
+    let a = set.prepare(&options).unwrap();
+    assert_eq!(a, set.prepare(&options).unwrap());
+    assert_eq!(a.len(), 50);
+    let err = set
+        .prepare(&Prepare {
+            n: Some(201),
+            ..Prepare::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("201"), "{err}");
+}
+
+#[test]
+fn real_fashion_mnist_loads_when_installed() {
+    let dir = Path::new(FASHION_MNIST_DIR);
+    if !dir.exists() {
+        println!(
+            "skipped: {FASHION_MNIST_DIR} not present (apt-get install dataset-fashion-mnist)"
+        );
+        return;
+    }
+    let test = read_mnist_layout(dir, Split::Test).unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(test.shape, vec![1, 28, 28]);
+    // Fashion-MNIST's test set is balanced: 1000 images of each of the 10 classes.
+    for class in 0..10 {
+        assert_eq!(test.labels.iter().filter(|&&l| l == class).count(), 1000);
+    }
+    let two = test
+        .prepare(&Prepare {
+            classes: Some(vec![0, 9]),
+            n: Some(100),
+            encoding: TargetEncoding::Sign,
+            ..Prepare::default()
+        })
+        .unwrap();
+    assert_eq!(two.len(), 100);
+    assert_eq!(two.input_dim(), 784);
+}
+
+fn expect_error_naming(result: Result<impl std::fmt::Debug, DataError>, path: &Path, what: &str) {
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains(&path.display().to_string()),
+        "no file name in: {err}"
+    );
+    assert!(err.contains(what), "'{what}' not in: {err}");
+}
+
+#[test]
+fn bad_files_are_errors_naming_the_file_and_problem() {
+    let dir = scratch("bad");
+    let missing = dir.join("missing-idx3-ubyte");
+    expect_error_naming(read_idx(&missing), &missing, "No such file");
+
+    let magic = dir.join("magic");
+    std::fs::write(&magic, [1, 2, 8, 1, 0, 0, 0, 1, 5]).unwrap();
+    expect_error_naming(read_idx(&magic), &magic, "magic");
+
+    let truncated = dir.join("truncated");
+    let mut bytes = encode_idx_u8(&[3, 2, 2], &[7; 12]);
+    bytes.truncate(bytes.len() - 5);
+    std::fs::write(&truncated, &bytes).unwrap();
+    expect_error_naming(read_idx(&truncated), &truncated, "truncated");
+
+    let truncated_gz = dir.join("truncated.gz");
+    let full = gzip(&encode_idx_u8(&[3, 2, 2], &[7; 12]));
+    std::fs::write(&truncated_gz, &full[..full.len() / 2]).unwrap();
+    expect_error_naming(read_idx(&truncated_gz), &truncated_gz, "gzip");
+
+    // Wrong dimensions: a label file with 3 labels for 4 images, and a 2-D image file.
+    let (img, _) = tiny_mnist(&dir, false);
+    let labels = dir.join("labels3");
+    std::fs::write(&labels, encode_idx_u8(&[3], &[0, 1, 2])).unwrap();
+    expect_error_naming(read_idx_images(&img, &labels), &labels, "[3]");
+    let flat = dir.join("flat");
+    std::fs::write(&flat, encode_idx_u8(&[4, 6], &[0; 24])).unwrap();
+    expect_error_naming(read_idx_images(&flat, &labels), &flat, "[4, 6]");
+
+    let cifar = dir.join("data_batch_1.bin");
+    expect_error_naming(parse_cifar10(&[0; 3000], &cifar), &cifar, "3073");
+    let mut record = vec![0u8; 3073];
+    record[0] = 12;
+    expect_error_naming(parse_cifar10(&record, &cifar), &cifar, "label 12");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let path = Path::new("random.bin");
+    for case in 0..1000 {
+        let len = rng.random_range(0..64usize);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        // Half of the cases get a plausible IDX prefix, to reach the deeper checks.
+        if case % 2 == 0 && bytes.len() >= 4 {
+            bytes[0] = 0;
+            bytes[1] = 0;
+            bytes[2] = [0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E][case % 6];
+            bytes[3] %= 4;
+        }
+        let parsed = std::panic::catch_unwind(|| parse_idx(&bytes, path));
+        assert!(parsed.is_ok(), "parse_idx panicked on {bytes:?}");
+        if let Ok(Err(e)) = parsed {
+            assert!(e.to_string().contains("random.bin"), "{e}");
+        }
+        assert!(std::panic::catch_unwind(|| parse_cifar10(&bytes, path)).is_ok());
+    }
+}
