@@ -41,6 +41,12 @@ fn bad_inputs_exit_with_a_message_naming_the_value() {
             "d = 7",
         ),
         (&["--n", "0"], "sample count n"),
+        (&["--data", "idx"], "--data-dir"),
+        (&["--data", "separated", "--mu", "1.5"], "1.5"),
+        (
+            &["--data", "idx", "--data-dir", "/nonexistent/idx"],
+            "/nonexistent/idx",
+        ),
         (&["--device", "tpu"], "'tpu'"),
         (&["--dtype", "f16"], "'f16'"),
         (&["--activation", "swish"], "'swish'"),

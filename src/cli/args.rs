@@ -2,7 +2,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use overparam_data::{Dataset, Labels, sphere};
+use overparam_data::{
+    Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Split,
+    TargetEncoding, check_inputs, random_images, read_cifar10_dir, read_mnist_layout,
+    separated_binary, sphere,
+};
 use overparam_device::Compute;
 use overparam_models::{Activation, Architecture, ModelConfig, Network, load_safetensors};
 use std::path::PathBuf;
@@ -66,30 +70,87 @@ pub struct ModelArgs {
     pub init_from: Option<PathBuf>,
 }
 
+/// Data sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "kebab-case")]
+pub enum DataSource {
+    /// n points uniform on the unit sphere S^{d-1} (B §5).
+    Sphere,
+    /// C's binary set: ‖x‖ = 1, last coordinate μ, classes at least φ apart.
+    Separated,
+    /// Fashion-MNIST from --data-dir (default: the Debian package's directory).
+    FashionMnist,
+    /// Any MNIST-layout IDX directory (MNIST, KMNIST) given by --data-dir.
+    Idx,
+    /// The CIFAR-10 binary batches in --data-dir.
+    Cifar10,
+    /// D's random set: random pixels (--image-shape) with random labels.
+    RandomImages,
+}
+
 /// Where the training data comes from.
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {
-    /// n: number of training samples (points uniform on the unit sphere S^{d-1}, B §5).
-    #[arg(long, default_value_t = 100)]
-    pub n: usize,
-    /// d: input dimension (for conv_resnet, defaults to channels x positions).
+    /// Data source.
+    #[arg(long, value_enum, default_value = "sphere")]
+    pub data: DataSource,
+    /// n: number of training samples (a seeded subsample for real data; default all of them).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// d: input dimension of synthetic data (for conv_resnet, defaults to channels x positions).
     #[arg(long)]
     pub d: Option<usize>,
-    /// Labels: y ~ N(0,1) (`gaussian`, B) or uniform ±1 (`sign`, C).
+    /// Labels of `sphere`: y ~ N(0,1) (`gaussian`, B), uniform ±1 (`sign`), or a random
+    /// two-layer ReLU teacher of width --teacher-width (`teacher`).
     #[arg(long, value_enum, default_value = "gaussian")]
     pub labels: LabelKind,
-    /// Seed of the data.
+    /// Width m of the random teacher.
+    #[arg(long, default_value_t = 100)]
+    pub teacher_width: usize,
+    /// μ of `separated`: the fixed last coordinate, 0 < μ < 1 (C Assumption 3.4).
+    #[arg(long, default_value_t = 0.5)]
+    pub mu: f64,
+    /// φ of `separated`: the least distance between the classes (C Assumption 3.5).
+    #[arg(long, default_value_t = 0.05)]
+    pub phi: f64,
+    /// Directory of real data files (fashion-mnist, idx, cifar10).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Read the test files instead of the training files.
+    #[arg(long)]
+    pub test_split: bool,
+    /// Keep these classes (comma-separated, in this order; two classes give ±1 labels).
+    #[arg(long, value_delimiter = ',')]
+    pub classes: Option<Vec<u32>>,
+    /// Subtract the mean image.
+    #[arg(long)]
+    pub center: bool,
+    /// Keep raw norms instead of normalizing each input to ‖x‖ = 1 (A and B assume unit norm).
+    #[arg(long)]
+    pub no_unit_norm: bool,
+    /// Replace labels by uniformly random ones (D).
+    #[arg(long)]
+    pub random_labels: bool,
+    /// Image shape of `random-images`: CxHxW.
+    #[arg(long, default_value = "3x24x24")]
+    pub image_shape: String,
+    /// Warn instead of refusing when two inputs are parallel or duplicated (then λ0 = 0).
+    #[arg(long)]
+    pub allow_degenerate: bool,
+    /// Seed of the data (synthetic draws, subsamples, random labels).
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
 }
 
-/// Label distributions.
+/// Label distributions of the sphere data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LabelKind {
     /// y ~ N(0, 1).
     Gaussian,
     /// y uniform on {-1, +1}.
     Sign,
+    /// y from a random two-layer ReLU network.
+    Teacher,
 }
 
 /// Which backend and precision.
@@ -110,20 +171,25 @@ impl ComputeArgs {
     }
 }
 
-fn parse_spatial(text: &str) -> anyhow::Result<Vec<usize>> {
-    text.split('x')
-        .map(|part| {
-            part.trim()
-                .parse::<usize>()
-                .with_context(|| format!("--spatial '{text}': expected `p` or `HxW`"))
-        })
-        .collect()
-}
-
 impl ModelArgs {
-    /// The model config these options describe, for inputs of dimension `d` (`None`: derive
-    /// it, which only conv_resnet can).
-    pub fn config(&self, d: Option<usize>) -> anyhow::Result<ModelConfig> {
+    /// The input dimension of synthetic vector data: `--d`, else channels × positions for
+    /// conv_resnet, else 10.
+    pub fn synthetic_dim(&self, d: Option<usize>) -> anyhow::Result<usize> {
+        Ok(match (d, self.model) {
+            (Some(d), _) => d,
+            (None, ModelKind::ConvResnet) => {
+                self.channels
+                    * parse_dims(&self.spatial, "--spatial")?
+                        .iter()
+                        .product::<usize>()
+            }
+            (None, _) => 10,
+        })
+    }
+
+    /// The model config these options describe for `data`. A conv_resnet on image data
+    /// (shape `[channels, height, width]`) takes its channels and positions from the images.
+    pub fn config(&self, data: &Dataset) -> anyhow::Result<ModelConfig> {
         if let Some(path) = &self.model_config {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading model config {}", path.display()))?;
@@ -142,8 +208,10 @@ impl ModelArgs {
         }
         let activation = self.activation.unwrap_or(Activation::Softplus);
         let (depth, width, c_res) = (self.depth, self.width, self.c_res);
-        let spatial = parse_spatial(&self.spatial)?;
-        let positions: usize = spatial.iter().product();
+        let (channels, spatial) = match data.shape() {
+            [c, h, w] => (*c, vec![*h, *w]),
+            _ => (self.channels, parse_dims(&self.spatial, "--spatial")?),
+        };
         let arch = match self.model {
             ModelKind::Fc => Architecture::Fc {
                 depth,
@@ -161,7 +229,7 @@ impl ModelArgs {
                 width,
                 activation,
                 c_res,
-                channels: self.channels,
+                channels,
                 spatial,
                 kernel: self.kernel,
             },
@@ -174,13 +242,8 @@ impl ModelArgs {
                 outputs: self.outputs,
             },
         };
-        let input_dim = match (d, self.model) {
-            (Some(d), _) => d,
-            (None, ModelKind::ConvResnet) => self.channels * positions,
-            (None, _) => 10,
-        };
         let config = ModelConfig {
-            input_dim,
+            input_dim: data.input_dim(),
             arch,
             seed: self.model_seed,
         };
@@ -197,13 +260,99 @@ impl ModelArgs {
     }
 }
 
+fn parse_dims(text: &str, option: &str) -> anyhow::Result<Vec<usize>> {
+    text.split('x')
+        .map(|part| {
+            part.trim()
+                .parse::<usize>()
+                .with_context(|| format!("{option} '{text}': expected sizes joined by 'x'"))
+        })
+        .collect()
+}
+
+/// A dataset and what its input checks found.
+pub struct CheckedData {
+    /// The data.
+    pub data: Dataset,
+    /// The input report (smallest angle, norms, warnings).
+    pub report: InputReport,
+    /// For C's separated set, the achieved φ.
+    pub phi: Option<f64>,
+}
+
 impl DataArgs {
-    /// The dataset for a model with input dimension `d`.
-    pub fn dataset(&self, d: usize) -> anyhow::Result<Dataset> {
-        let labels = match self.labels {
-            LabelKind::Gaussian => Labels::Gaussian,
-            LabelKind::Sign => Labels::Sign,
+    /// The dataset; `d` is the input dimension of synthetic vector data (ignored for images).
+    /// Runs the input checks (refusing parallel or duplicated inputs unless
+    /// `--allow-degenerate`) and prints their warnings to stderr.
+    pub fn dataset(&self, d: usize) -> anyhow::Result<CheckedData> {
+        let n_or = |default: usize| self.n.unwrap_or(default);
+        let mut phi = None;
+        let prepare = |set: ImageSet| -> anyhow::Result<Dataset> {
+            let two = self.classes.as_ref().is_some_and(|c| c.len() == 2);
+            Ok(set.prepare(&Prepare {
+                classes: self.classes.clone(),
+                n: self.n,
+                seed: self.data_seed,
+                keep_channels: true,
+                center: self.center,
+                unit_norm: !self.no_unit_norm,
+                random_labels: self.random_labels,
+                encoding: if two {
+                    TargetEncoding::Sign
+                } else {
+                    TargetEncoding::OneHot
+                },
+            })?)
         };
-        Ok(sphere(self.n, d, labels, self.data_seed)?)
+        let split = if self.test_split {
+            Split::Test
+        } else {
+            Split::Train
+        };
+        let dir = |default: Option<&str>| -> anyhow::Result<PathBuf> {
+            match (&self.data_dir, default) {
+                (Some(dir), _) => Ok(dir.clone()),
+                (None, Some(default)) => Ok(PathBuf::from(default)),
+                (None, None) => bail!("--data {:?} needs --data-dir", self.data),
+            }
+        };
+        let data = match self.data {
+            DataSource::Sphere => {
+                let labels = match self.labels {
+                    LabelKind::Gaussian => Labels::Gaussian,
+                    LabelKind::Sign => Labels::Sign,
+                    LabelKind::Teacher => Labels::Teacher {
+                        width: self.teacher_width,
+                        seed: self.data_seed.wrapping_add(1),
+                    },
+                };
+                sphere(n_or(100), d, labels, self.data_seed)?
+            }
+            DataSource::Separated => {
+                let out = separated_binary(n_or(100), d, self.mu, self.phi, self.data_seed)?;
+                phi = Some(out.phi);
+                out.data
+            }
+            DataSource::FashionMnist => {
+                prepare(read_mnist_layout(&dir(Some(FASHION_MNIST_DIR))?, split)?)?
+            }
+            DataSource::Idx => prepare(read_mnist_layout(&dir(None)?, split)?)?,
+            DataSource::Cifar10 => prepare(read_cifar10_dir(&dir(None)?, split)?)?,
+            DataSource::RandomImages => {
+                let shape = parse_dims(&self.image_shape, "--image-shape")?;
+                let classes = self.classes.as_ref().map_or(10, |c| c.len() as u32);
+                prepare(random_images(n_or(1000), &shape, classes, self.data_seed)?)?
+            }
+        };
+        let policy = if self.allow_degenerate {
+            Degeneracy::Warn
+        } else {
+            Degeneracy::Refuse
+        };
+        let report = check_inputs(&data, policy, !self.no_unit_norm)?;
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        Ok(CheckedData { data, report, phi })
     }
 }

@@ -76,11 +76,16 @@ struct TrainResult<'a> {
 
 #[derive(Debug, Serialize)]
 struct DataRecord {
-    kind: &'static str,
+    source: String,
     n: usize,
     d: usize,
-    labels: String,
+    shape: Vec<usize>,
     seed: u64,
+    /// Smallest angle between the lines through two inputs (radians).
+    min_angle: f64,
+    max_norm_deviation: f64,
+    /// For C's separated set, the achieved φ.
+    separation_phi: Option<f64>,
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
@@ -94,11 +99,10 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
 /// Runs `overparam train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let compute = args.compute.compute()?;
-    let config = args.model.config(args.data.d)?;
+    let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;
+    let data = &checked.data;
+    let config = args.model.config(data)?;
     let mut network = args.model.network(&config, &compute)?;
-    let data = args
-        .data
-        .dataset(args.data.d.unwrap_or(network.config().input_dim))?;
     let train_config = TrainConfig {
         loss: args.loss,
         optimizer: match args.optimizer {
@@ -123,7 +127,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     )?;
 
     let start = Instant::now();
-    let outcome = train(&mut network, &data, &compute, &train_config, &mut ());
+    let outcome = train(&mut network, data, &compute, &train_config, &mut ());
     let wall_time_s = start.elapsed().as_secs_f64();
     let (history, failure) = match outcome {
         Ok(history) => (history, None),
@@ -139,11 +143,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         parameter_count: network.config().parameter_count(),
         train: &train_config,
         data: DataRecord {
-            kind: "sphere",
+            source: format!("{:?}", args.data.data).to_lowercase(),
             n: data.len(),
             d: data.input_dim(),
-            labels: format!("{:?}", args.data.labels).to_lowercase(),
+            shape: data.shape().to_vec(),
             seed: args.data.data_seed,
+            min_angle: checked.report.min_angle,
+            max_norm_deviation: checked.report.max_norm_deviation,
+            separation_phi: checked.phi,
         },
         device: compute.backend().to_string(),
         dtype: compute.precision().to_string(),

@@ -2,7 +2,7 @@
 //! (1024 red, 1024 green, 1024 blue, each a row-major 32×32 plane).
 
 use crate::DataError;
-use crate::images::ImageSet;
+use crate::images::{ImageSet, Split};
 use std::path::Path;
 
 const SIDE: usize = 32;
@@ -52,4 +52,15 @@ pub fn read_cifar10(paths: &[&Path]) -> Result<ImageSet, DataError> {
         what: "list of CIFAR-10 files",
     })??;
     sets.try_fold(first, |acc, next| Ok(acc.concat(next?)))
+}
+
+/// Reads the CIFAR-10 binary distribution in `dir` (`cifar-10-batches-bin`): the five
+/// `data_batch_{1..5}.bin` files for [`Split::Train`], `test_batch.bin` for [`Split::Test`].
+pub fn read_cifar10_dir(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
+    let names: Vec<String> = match split {
+        Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+        Split::Test => vec!["test_batch.bin".to_string()],
+    };
+    let paths: Vec<std::path::PathBuf> = names.iter().map(|name| dir.join(name)).collect();
+    read_cifar10(&paths.iter().map(|p| p.as_path()).collect::<Vec<_>>())
 }

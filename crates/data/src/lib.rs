@@ -9,7 +9,7 @@ pub mod images;
 pub mod synthetic;
 
 pub use checks::{Degeneracy, InputReport, check_inputs};
-pub use cifar::{parse_cifar10, read_cifar10};
+pub use cifar::{parse_cifar10, read_cifar10, read_cifar10_dir};
 pub use idx::{IdxArray, encode_idx_u8, parse_idx, read_idx};
 pub use images::{
     FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images, read_idx_images,

@@ -5,7 +5,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use overparam_data::{
     DataError, FASHION_MNIST_DIR, Prepare, Split, TargetEncoding, encode_idx_u8, parse_cifar10,
-    parse_idx, random_images, read_idx, read_idx_images, read_mnist_layout,
+    parse_idx, random_images, read_cifar10_dir, read_idx, read_idx_images, read_mnist_layout,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -192,6 +192,27 @@ fn bad_files_are_errors_naming_the_file_and_problem() {
     let mut record = vec![0u8; 3073];
     record[0] = 12;
     expect_error_naming(parse_cifar10(&record, &cifar), &cifar, "label 12");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn cifar10_directory_reads_test_batch() {
+    let dir = scratch("cifar");
+    let mut bytes = Vec::new();
+    for label in [3u8, 7] {
+        bytes.push(label);
+        bytes.extend((0..3072).map(|i| (i % 251) as u8));
+    }
+    std::fs::write(dir.join("test_batch.bin"), &bytes).unwrap();
+    let set = read_cifar10_dir(&dir, Split::Test).unwrap();
+    assert_eq!(set.labels, vec![3, 7]);
+    assert_eq!(set.shape, vec![3, 32, 32]);
+    // Red plane first: pixel 1024 is the first green value.
+    assert_eq!(set.pixels[1024], f64::from((1024 % 251) as u8));
+    let err = read_cifar10_dir(&dir, Split::Train)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("data_batch_1.bin"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

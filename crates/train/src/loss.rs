@@ -133,7 +133,7 @@ impl FromStr for Loss {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Loss::ALL
             .into_iter()
-            .find(|l| l.to_string() == s.to_ascii_lowercase())
+            .find(|l| l.to_string() == s.to_ascii_lowercase().replace('-', "_"))
             .ok_or_else(|| {
                 format!(
                     "unknown loss '{s}': expected quadratic, logistic, exponential or cross_entropy"

@@ -1,7 +1,8 @@
 //! Median time of one full-batch GD step on each compiled CPU backend, and their ratio.
 //!
 //! Setups (issue "Foundation"): B's two-layer ReLU net (n = d = 1000, m = 8000, f32) and A's
-//! fc net (softplus, n = 1000, d = 100, m = 1024, H = 3, f64).
+//! fc net (softplus, n = 1000, d = 100, m = 1024, H = 3, f64), plus A's conv ResNet on 8×8
+//! images (n = 256, m = 64, H = 3, f32) because the two CPU backends differ most on conv.
 
 use anyhow::Result;
 use clap::Parser;
@@ -52,6 +53,21 @@ fn setups(shrink: usize) -> Vec<Setup> {
             },
             precision: Precision::F64,
         },
+        Setup {
+            name: "A conv_resnet softplus n=256 8x8 m=64 H=3 f32",
+            n: 256 / shrink,
+            d: 64,
+            arch: Architecture::ConvResnet {
+                depth: 3,
+                width: 64 / shrink,
+                activation: Activation::Softplus,
+                c_res: 0.5,
+                channels: 1,
+                spatial: vec![8, 8],
+                kernel: 3,
+            },
+            precision: Precision::F32,
+        },
     ]
 }
 
@@ -94,16 +110,16 @@ fn main() -> Result<()> {
         let mut times = Vec::new();
         for backend in backends {
             if !backend.is_compiled() {
-                println!("{:<44} {backend:<8} not compiled in", setup.name);
+                println!("{:<48} {backend:<8} not compiled in", setup.name);
                 continue;
             }
             let t = step_seconds(&setup, backend, args.reps)?;
-            println!("{:<44} {backend:<8} {:>10.2} ms", setup.name, t * 1e3);
+            println!("{:<48} {backend:<8} {:>10.2} ms", setup.name, t * 1e3);
             times.push(t);
         }
         if let [flex, ndarray] = times[..] {
             println!(
-                "{:<44} ratio ndarray/flex = {:.2}",
+                "{:<48} ratio ndarray/flex = {:.2}",
                 setup.name,
                 ndarray / flex
             );
