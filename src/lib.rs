@@ -3,6 +3,7 @@
 //!
 //! This facade re-exports the workspace crates; see README.md for the map.
 
+pub use overparam_analysis as analysis;
 pub use overparam_data as data;
 pub use overparam_device as device;
 pub use overparam_models as models;

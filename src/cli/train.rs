@@ -1,12 +1,13 @@
 //! `overparam train`: train one network and write its result.
 
 use super::args::{ComputeArgs, DataArgs, ModelArgs};
+use super::write_json;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use overparam_models::{ModelConfig, save_safetensors};
 use overparam_train::{History, Loss, Optimizer, TrainConfig, train};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Options of `overparam train`.
@@ -86,14 +87,6 @@ struct DataRecord {
     max_norm_deviation: f64,
     /// For C's separated set, the achieved φ.
     separation_phi: Option<f64>,
-}
-
-/// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
-fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(value)?;
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Runs `overparam train`.

@@ -130,8 +130,86 @@ impl Network {
 /// order) on inputs `x: [n, d]`, giving `[n, outputs]`. The parameters may be autodiff leaves,
 /// which is how the trainer and the Jacobian code differentiate it.
 pub fn forward(config: &ModelConfig, params: &[Tensor<2>], x: Tensor<2>) -> Tensor<2> {
-    let dense = |h: Tensor<2>, w: &Tensor<2>| h.matmul(w.clone().transpose());
-    match &config.arch {
+    forward_traced(config, params, x, None).output
+}
+
+/// A forward pass with what the structured Gram needs: the input of every weight layer.
+pub struct Trace {
+    /// `f(θ, x_i)`, `[n, outputs]`.
+    pub output: Tensor<2>,
+    /// For each layer, its input: `x^(h−1)` `[n, cols]` for a dense layer, the unpatched
+    /// `[n, c_in·p]` activation for a conv layer, `x^(H)` for the read-out; biases record
+    /// nothing (an empty list entry is never read for them).
+    pub inputs: Vec<Option<Tensor<2>>>,
+}
+
+/// Records layer inputs and adds the optional probe tensors to each hidden layer's
+/// pre-activation `z^(h) = W^(h) x^(h−1)` (flattened channels-major for conv layers). With
+/// zero probes, the gradient of `Σ_i f_i` with respect to probe `h` is, row by row, the
+/// backprop signal `∂f_i/∂z_i^(h)`, because samples do not interact.
+struct Tracer<'a> {
+    probes: Option<&'a [Tensor<2>]>,
+    inputs: Vec<Option<Tensor<2>>>,
+}
+
+impl Tracer<'_> {
+    fn record(&mut self, layer: usize, input: &Tensor<2>) {
+        if self.inputs.len() <= layer {
+            self.inputs.resize(layer + 1, None);
+        }
+        self.inputs[layer] = Some(input.clone());
+    }
+
+    fn probe(&self, layer: usize, z: Tensor<2>) -> Tensor<2> {
+        match self.probes {
+            Some(p) => z + p[layer].clone(),
+            None => z,
+        }
+    }
+
+    /// `z = h Wᵀ` (+ probe).
+    fn dense(&mut self, layer: usize, h: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
+        self.record(layer, &h);
+        let z = h.matmul(w.clone().transpose());
+        self.probe(layer, z)
+    }
+
+    /// `z = W φ(h)` (+ probe).
+    fn conv(
+        &mut self,
+        layer: usize,
+        conv: &ConvLayout,
+        h: Tensor<2>,
+        w: &Tensor<2>,
+        c_in: usize,
+    ) -> Tensor<2> {
+        self.record(layer, &h);
+        let n = h.dims()[0];
+        let z = conv.apply(h, w, c_in, n);
+        self.probe(layer, z)
+    }
+
+    /// The read-out `f = h Wᵀ` (no probe: its backprop signal is 1).
+    fn readout(&mut self, layer: usize, h: Tensor<2>, w: &Tensor<2>) -> Tensor<2> {
+        self.record(layer, &h);
+        h.matmul(w.clone().transpose())
+    }
+}
+
+/// [`forward`] that also returns every layer's input and adds `probes[h]` (zeros, autodiff
+/// leaves) to each hidden layer's pre-activation, for the structured Gram of the analysis
+/// crate. Probes are indexed like the layers; entries for the read-out and biases are unused.
+pub fn forward_traced(
+    config: &ModelConfig,
+    params: &[Tensor<2>],
+    x: Tensor<2>,
+    probes: Option<&[Tensor<2>]>,
+) -> Trace {
+    let mut t = Tracer {
+        probes,
+        inputs: Vec::new(),
+    };
+    let output = match &config.arch {
         // A eq. 2.
         Architecture::Fc {
             depth,
@@ -139,10 +217,11 @@ pub fn forward(config: &ModelConfig, params: &[Tensor<2>], x: Tensor<2>) -> Tens
             activation,
         } => {
             let scale = (activation.c_sigma() / *width as f64).sqrt();
-            let hidden = params[..*depth]
-                .iter()
-                .fold(x, |h, w| activation.apply(dense(h, w)).mul_scalar(scale));
-            dense(hidden, &params[*depth])
+            let mut h = x;
+            for (l, w) in params[..*depth].iter().enumerate() {
+                h = activation.apply(t.dense(l, h, w)).mul_scalar(scale);
+            }
+            t.readout(*depth, h, &params[*depth])
         }
         // A §6.
         Architecture::Resnet {
@@ -152,15 +231,17 @@ pub fn forward(config: &ModelConfig, params: &[Tensor<2>], x: Tensor<2>) -> Tens
             c_res,
         } => {
             let m = *width as f64;
-            let first = activation
-                .apply(dense(x, &params[0]))
+            let mut h = activation
+                .apply(t.dense(0, x, &params[0]))
                 .mul_scalar((activation.c_sigma() / m).sqrt());
             let branch = c_res / (*depth as f64 * m.sqrt());
-            let hidden = params[1..*depth].iter().fold(first, |h, w| {
-                let update = activation.apply(dense(h.clone(), w)).mul_scalar(branch);
-                h + update
-            });
-            dense(hidden, &params[*depth])
+            for (l, w) in params.iter().enumerate().take(*depth).skip(1) {
+                let update = activation
+                    .apply(t.dense(l, h.clone(), w))
+                    .mul_scalar(branch);
+                h = h + update;
+            }
+            t.readout(*depth, h, &params[*depth])
         }
         // A §7.
         Architecture::ConvResnet {
@@ -172,45 +253,51 @@ pub fn forward(config: &ModelConfig, params: &[Tensor<2>], x: Tensor<2>) -> Tens
             spatial,
             kernel,
         } => {
-            let n = x.dims()[0];
             let m = *width as f64;
             let conv = ConvLayout::new(spatial, *kernel);
-            let first = activation
-                .apply(conv.apply(x, &params[0], *channels, n))
+            let mut h = activation
+                .apply(t.conv(0, &conv, x, &params[0], *channels))
                 .mul_scalar((activation.c_sigma() / m).sqrt());
             let branch = c_res / (*depth as f64 * m.sqrt());
-            let hidden = params[1..*depth].iter().fold(first, |h, w| {
-                let update = activation
-                    .apply(conv.apply(h.clone(), w, *width, n))
-                    .mul_scalar(branch);
-                h + update
-            });
-            dense(hidden, &params[*depth])
+            for (l, w) in params.iter().enumerate().take(*depth).skip(1) {
+                let z = t.conv(l, &conv, h.clone(), w, *width);
+                h = h + activation.apply(z).mul_scalar(branch);
+            }
+            t.readout(*depth, h, &params[*depth])
         }
         // B eq. 1.
         Architecture::TwoLayer { width } => {
-            let hidden = burn::tensor::activation::relu(dense(x, &params[0]));
-            dense(hidden, &params[1]).mul_scalar(1.0 / (*width as f64).sqrt())
+            // The 1/sqrt(m) goes into the read-out's input, so that it is ∂f/∂a.
+            let hidden = burn::tensor::activation::relu(t.dense(0, x, &params[0]))
+                .mul_scalar(1.0 / (*width as f64).sqrt());
+            t.readout(1, hidden, &params[1])
         }
         // C §3 (weights stored transposed: rows are neurons).
         Architecture::DeepRelu { depth, .. } => {
-            let hidden = params[..*depth]
-                .iter()
-                .fold(x, |h, w| burn::tensor::activation::relu(dense(h, w)));
-            dense(hidden, &params[*depth])
+            let mut h = x;
+            for (l, w) in params[..*depth].iter().enumerate() {
+                h = burn::tensor::activation::relu(t.dense(l, h, w));
+            }
+            t.readout(*depth, h, &params[*depth])
         }
         Architecture::Practical {
             blocks, activation, ..
         } => {
-            let affine = |h: Tensor<2>, w: &Tensor<2>, b: &Tensor<2>| dense(h, w) + b.clone();
-            let first = activation.apply(affine(x, &params[0], &params[1]));
-            let hidden = (0..*blocks).fold(first, |h, b| {
-                let p = &params[2 + 4 * b..6 + 4 * b];
-                let inner = activation.apply(affine(h.clone(), &p[0], &p[1]));
-                activation.apply(h + affine(inner, &p[2], &p[3]))
-            });
-            affine(hidden, &params[2 + 4 * blocks], &params[3 + 4 * blocks])
+            let mut affine = |l: usize, h: Tensor<2>| -> Tensor<2> {
+                t.dense(l, h, &params[l]) + params[l + 1].clone()
+            };
+            let mut h = activation.apply(affine(0, x));
+            for b in 0..*blocks {
+                let inner = activation.apply(affine(2 + 4 * b, h.clone()));
+                h = activation.apply(h + affine(4 + 4 * b, inner));
+            }
+            affine(2 + 4 * blocks, h)
         }
+    };
+    t.inputs.resize(params.len(), None);
+    Trace {
+        output,
+        inputs: t.inputs,
     }
 }
 

@@ -1,0 +1,337 @@
+//! Per-layer Gram matrices `G^(h)_ij = ⟨∂f(x_i)/∂W^(h), ∂f(x_j)/∂W^(h)⟩` (A §4, App. A–D).
+
+use burn::tensor::Tensor;
+use faer::Mat;
+use overparam_device::{Compute, to_f64_vec};
+use overparam_models::{Architecture, LayerKind, Network, forward, forward_traced};
+use serde::{Deserialize, Serialize};
+
+/// How the Gram matrices are computed. Both give the same numbers (tested to 1e-9 in f64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GramStrategy {
+    /// Jacobian contraction: per-sample gradients of `f(x_i)` through Burn autodiff (one
+    /// backward pass per sample), contracted in row blocks `G_IJ = J_I J_Jᵀ`. Works for every
+    /// model; costs `O(n² P)` flops and `O(b P)` memory for blocks of b samples. It wins only
+    /// when the parameter count P is tiny, and serves as the reference.
+    Autodiff,
+    /// Structured derivatives: one forward with zero probes on every pre-activation and one
+    /// backward give the backprop signals `B^(h)` (`n × m`); with the layer inputs `A^(h−1)`,
+    /// a dense layer's Gram is `(A Aᵀ) ∘ (B Bᵀ)` in `O(n²(m + cols))` flops and `O(n² + n m)`
+    /// memory; a conv layer's per-sample gradient is `B_i Φ_i` (`Φ_i` the patches of sample
+    /// i), contracted in row blocks. It never builds the n × P Jacobian.
+    Structured,
+}
+
+/// Errors of the analysis.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The Gram of a k-output network is `nk × nk`; only scalar outputs are supported.
+    #[error("Gram matrices need a scalar-output network; this one has {0} outputs")]
+    Outputs(usize),
+    /// The inputs do not match the model.
+    #[error("{got} input values do not make samples of dimension d = {d}")]
+    Inputs {
+        /// Length of the input buffer.
+        got: usize,
+        /// The model's d.
+        d: usize,
+    },
+}
+
+/// The Gram matrix of every layer and their sum, in f64.
+#[derive(Debug, Clone)]
+pub struct LayerGrams {
+    /// Layer names (`W1`, …, `a`).
+    pub names: Vec<String>,
+    /// `G^(h)`, one per layer, including the output layer.
+    pub layers: Vec<Mat<f64>>,
+    /// `G = Σ_h G^(h)`.
+    pub total: Mat<f64>,
+    /// The strategy that actually ran (Structured falls back to Autodiff where unsupported).
+    pub strategy: GramStrategy,
+    /// Why a fallback happened, if one did.
+    pub warnings: Vec<String>,
+}
+
+impl LayerGrams {
+    /// The Gram of the layer called `name`.
+    pub fn layer(&self, name: &str) -> Option<&Mat<f64>> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.layers[i])
+    }
+
+    /// A's `G^(H)` (eqs. 13–15): the Gram of the last hidden layer.
+    pub fn last_hidden(&self) -> &Mat<f64> {
+        &self.layers[self.layers.len() - 2]
+    }
+
+    /// B's `H(k)` (eq. 6): the Gram of the first layer.
+    pub fn first_layer(&self) -> &Mat<f64> {
+        &self.layers[0]
+    }
+
+    /// The sum of the Grams of the named layers (e.g. the trained ones).
+    pub fn sum_of(&self, names: &[String]) -> Mat<f64> {
+        let n = self.total.nrows();
+        let mut sum = Mat::<f64>::zeros(n, n);
+        for (name, g) in self.names.iter().zip(&self.layers) {
+            if names.contains(name) {
+                sum += g;
+            }
+        }
+        sum
+    }
+}
+
+/// Rows per block so that a block of per-sample gradients stays near 512 MiB.
+fn block_rows(n: usize, params_per_sample: usize) -> usize {
+    const BUDGET: usize = 512 << 20;
+    (BUDGET / (8 * params_per_sample.max(1))).clamp(1, n)
+}
+
+fn host_matrix(values: &[f64], rows: usize, cols: usize) -> Mat<f64> {
+    Mat::from_fn(rows, cols, |i, j| values[i * cols + j])
+}
+
+/// Per-layer Grams of `net` on the samples `x` (`n × d`, row-major).
+///
+/// `Structured` falls back to `Autodiff`, with a warning in [`LayerGrams::warnings`], for a
+/// model it has no structured form for (the `practical` net with biases).
+pub fn grams(
+    net: &Network,
+    x: &[f64],
+    compute: &Compute,
+    strategy: GramStrategy,
+) -> Result<LayerGrams, AnalysisError> {
+    let config = net.config();
+    if config.outputs() != 1 {
+        return Err(AnalysisError::Outputs(config.outputs()));
+    }
+    let d = config.input_dim;
+    if x.is_empty() || !x.len().is_multiple_of(d) {
+        return Err(AnalysisError::Inputs { got: x.len(), d });
+    }
+    let supported = !matches!(config.arch, Architecture::Practical { .. });
+    let (layers, strategy, warnings) = match strategy {
+        GramStrategy::Structured if supported => (structured(net, x, compute), strategy, vec![]),
+        GramStrategy::Structured => (
+            autodiff(net, x, compute),
+            GramStrategy::Autodiff,
+            vec![format!(
+                "the structured Gram does not support the {} model (bias layers); computed by autodiff instead",
+                config.kind_name()
+            )],
+        ),
+        GramStrategy::Autodiff => (autodiff(net, x, compute), strategy, vec![]),
+    };
+    let n = x.len() / d;
+    let mut total = Mat::<f64>::zeros(n, n);
+    for g in &layers {
+        total += g;
+    }
+    Ok(LayerGrams {
+        names: net.specs().iter().map(|s| s.name.clone()).collect(),
+        layers,
+        total,
+        strategy,
+        warnings,
+    })
+}
+
+/// Jacobian contraction through per-sample backward passes.
+fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
+    let config = net.config();
+    let d = config.input_dim;
+    let n = x.len() / d;
+    let values = net.values();
+    let sizes: Vec<usize> = net
+        .specs()
+        .iter()
+        .map(|s| s.shape[0] * s.shape[1])
+        .collect();
+    let b = block_rows(n, sizes.iter().sum());
+    // Per-sample gradients of rows [start, end), as one host matrix per layer.
+    let jacobian_block = |start: usize, end: usize| -> Vec<Mat<f64>> {
+        let mut blocks: Vec<Mat<f64>> = sizes.iter().map(|&p| Mat::zeros(end - start, p)).collect();
+        for i in start..end {
+            let leaves: Vec<Tensor<2>> = values
+                .iter()
+                .map(|v| v.clone().autodiff().require_grad())
+                .collect();
+            let xi = compute.tensor(&x[i * d..(i + 1) * d], [1, d]);
+            let grads = forward(config, &leaves, xi).sum().backward();
+            for (layer, leaf) in leaves.iter().enumerate() {
+                let g = to_f64_vec(leaf.grad(&grads).expect("every layer is a leaf"));
+                for (c, v) in g.into_iter().enumerate() {
+                    blocks[layer][(i - start, c)] = v;
+                }
+            }
+        }
+        blocks
+    };
+    let mut out: Vec<Mat<f64>> = sizes.iter().map(|_| Mat::zeros(n, n)).collect();
+    for row_start in (0..n).step_by(b) {
+        let row_end = (row_start + b).min(n);
+        let rows = jacobian_block(row_start, row_end);
+        for col_start in (row_start..n).step_by(b) {
+            let col_end = (col_start + b).min(n);
+            let cols_owned;
+            let cols = if col_start == row_start {
+                &rows
+            } else {
+                cols_owned = jacobian_block(col_start, col_end);
+                &cols_owned
+            };
+            for (layer, g) in out.iter_mut().enumerate() {
+                let block = &rows[layer] * cols[layer].transpose();
+                for i in 0..row_end - row_start {
+                    for j in 0..col_end - col_start {
+                        g[(row_start + i, col_start + j)] = block[(i, j)];
+                        g[(col_start + j, row_start + i)] = block[(i, j)];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `(A Aᵀ) ∘ (B Bᵀ)`.
+fn hadamard_gram(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+    let aa = a * a.transpose();
+    let bb = b * b.transpose();
+    Mat::from_fn(aa.nrows(), aa.ncols(), |i, j| aa[(i, j)] * bb[(i, j)])
+}
+
+/// The patches `Φ_i` (`p × q·c_in`) of one sample's flattened `c_in × p` activation: row l
+/// holds, per channel then per offset, the zero-padded neighbourhood of position l, in the
+/// column order of a conv layer's weight matrix.
+fn patches(h: &[f64], c_in: usize, spatial: &[usize], k: usize) -> Mat<f64> {
+    let (rows, cols) = match spatial {
+        [p] => (1, *p),
+        [r, c] => (*r, *c),
+        _ => unreachable!("validated: spatial rank is 1 or 2"),
+    };
+    let kr = if spatial.len() == 2 { k } else { 1 };
+    let q = kr * k;
+    let (pad_r, pad_c) = ((kr as isize - 1) / 2, (k as isize - 1) / 2);
+    Mat::from_fn(rows * cols, q * c_in, |pos, col| {
+        let (c, t) = (col / q, col % q);
+        let (u, v) = (t / k, t % k);
+        let i = (pos / cols) as isize + u as isize - pad_r;
+        let j = (pos % cols) as isize + v as isize - pad_c;
+        if i < 0 || j < 0 || i >= rows as isize || j >= cols as isize {
+            0.0
+        } else {
+            h[c * rows * cols + i as usize * cols + j as usize]
+        }
+    })
+}
+
+/// Structured derivatives: probes give the backprop signals in one backward pass.
+fn structured(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
+    let config = net.config();
+    let d = config.input_dim;
+    let n = x.len() / d;
+    let specs = net.specs();
+    let positions: usize = match &config.arch {
+        Architecture::ConvResnet { spatial, .. } => spatial.iter().product(),
+        _ => 1,
+    };
+    let probes: Vec<Tensor<2>> = specs
+        .iter()
+        .map(|s| {
+            let width = match s.kind {
+                LayerKind::Dense | LayerKind::Conv => s.shape[0] * positions,
+                LayerKind::Readout | LayerKind::Bias => 1,
+            };
+            let rows = if width == 1 { 1 } else { n };
+            compute
+                .tensor(&vec![0.0; rows * width], [rows, width])
+                .autodiff()
+                .require_grad()
+        })
+        .collect();
+    let trace = forward_traced(
+        config,
+        &net.values(),
+        compute.tensor(x, [n, d]),
+        Some(&probes),
+    );
+    let grads = trace.output.sum().backward();
+    specs
+        .iter()
+        .enumerate()
+        .map(|(layer, spec)| {
+            let input = trace.inputs[layer]
+                .clone()
+                .expect("weight layers record inputs");
+            let cols = input.dims()[1];
+            let a = host_matrix(&to_f64_vec(input.without_autodiff()), n, cols);
+            match spec.kind {
+                LayerKind::Readout => &a * a.transpose(),
+                LayerKind::Dense => {
+                    let b = to_f64_vec(probes[layer].grad(&grads).expect("probe gradient"));
+                    hadamard_gram(&a, &host_matrix(&b, n, spec.shape[0]))
+                }
+                LayerKind::Conv => {
+                    let b = to_f64_vec(probes[layer].grad(&grads).expect("probe gradient"));
+                    conv_gram(&a, &b, spec.shape, config)
+                }
+                LayerKind::Bias => unreachable!("models with biases use autodiff"),
+            }
+        })
+        .collect()
+}
+
+/// A conv layer's Gram from per-sample gradients `J_i = B_i Φ_i` (`m × q·c_in`), contracted
+/// in row blocks; `B_i` is `m × p`, `Φ_i` the `p × q·c_in` patches.
+fn conv_gram(
+    a: &Mat<f64>,
+    b: &[f64],
+    shape: [usize; 2],
+    config: &overparam_models::ModelConfig,
+) -> Mat<f64> {
+    let Architecture::ConvResnet {
+        spatial, kernel, ..
+    } = &config.arch
+    else {
+        unreachable!("conv layers belong to conv_resnet")
+    };
+    let (n, m, qc) = (a.nrows(), shape[0], shape[1]);
+    let p: usize = spatial.iter().product();
+    let c_in = a.ncols() / p;
+    let per_sample = |i: usize| -> Vec<f64> {
+        let h: Vec<f64> = (0..a.ncols()).map(|c| a[(i, c)]).collect();
+        let phi = patches(&h, c_in, spatial, *kernel);
+        let bi = Mat::<f64>::from_fn(m, p, |o, l| b[i * m * p + o * p + l]);
+        let j = &bi * &phi;
+        (0..m * qc).map(|e| j[(e / qc, e % qc)]).collect()
+    };
+    let block = block_rows(n, m * qc);
+    let mut g = Mat::<f64>::zeros(n, n);
+    let to_mat = |rows: Vec<Vec<f64>>| Mat::<f64>::from_fn(rows.len(), m * qc, |i, e| rows[i][e]);
+    for rs in (0..n).step_by(block) {
+        let re = (rs + block).min(n);
+        let rows = to_mat((rs..re).map(per_sample).collect());
+        for cs in (rs..n).step_by(block) {
+            let ce = (cs + block).min(n);
+            let cols = if cs == rs {
+                rows.clone()
+            } else {
+                to_mat((cs..ce).map(per_sample).collect())
+            };
+            let prod = &rows * cols.transpose();
+            for i in 0..re - rs {
+                for j in 0..ce - cs {
+                    g[(rs + i, cs + j)] = prod[(i, j)];
+                    g[(cs + j, rs + i)] = prod[(i, j)];
+                }
+            }
+        }
+    }
+    g
+}

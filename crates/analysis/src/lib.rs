@@ -1,0 +1,13 @@
+//! What the proofs of A and B rely on, measured on a real network: per-layer Gram (neural
+//! tangent kernel) matrices `G^(h) = J_h J_hᵀ` by two strategies, their spectra in f64, and
+//! the training-dynamics quantities recorded during GD.
+
+pub mod dynamics;
+pub mod gram;
+pub mod npy;
+pub mod spectrum;
+
+pub use dynamics::{DynamicsRecorder, Record};
+pub use gram::{AnalysisError, GramStrategy, LayerGrams, grams};
+pub use npy::write_npy;
+pub use spectrum::{Spectrum, operator_norm};

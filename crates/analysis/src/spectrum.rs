@@ -1,0 +1,104 @@
+//! Eigenvalues of symmetric matrices in f64 with faer.
+
+use faer::{Mat, Side};
+
+/// The eigendecomposition of a symmetric matrix, eigenvalues in increasing order.
+#[derive(Debug, Clone)]
+pub struct Spectrum {
+    /// Eigenvalues, increasing.
+    pub eigenvalues: Vec<f64>,
+    vectors: Mat<f64>,
+}
+
+impl Spectrum {
+    /// Decomposes the symmetric matrix `g` (only its lower triangle is read).
+    ///
+    /// # Panics
+    /// If `g` is not square or the eigen-solver does not converge (not seen for Gram matrices).
+    pub fn of(g: &Mat<f64>) -> Self {
+        assert_eq!(g.nrows(), g.ncols(), "a Gram matrix is square");
+        let eig = g
+            .self_adjoint_eigen(Side::Lower)
+            .expect("the symmetric eigen-solver converges");
+        let eigenvalues = (0..g.nrows()).map(|i| eig.S().column_vector()[i]).collect();
+        Self {
+            eigenvalues,
+            vectors: eig.U().to_owned(),
+        }
+    }
+
+    /// λ_min.
+    pub fn lambda_min(&self) -> f64 {
+        self.eigenvalues[0]
+    }
+
+    /// λ_max.
+    pub fn lambda_max(&self) -> f64 {
+        *self.eigenvalues.last().expect("non-empty")
+    }
+
+    /// `λ_max / λ_min` (infinite when λ_min ≤ 0).
+    pub fn condition_number(&self) -> f64 {
+        if self.lambda_min() <= 0.0 {
+            f64::INFINITY
+        } else {
+            self.lambda_max() / self.lambda_min()
+        }
+    }
+
+    /// The unit eigenvectors of the `k` largest eigenvalues, largest first.
+    pub fn top_eigenvectors(&self, k: usize) -> Vec<Vec<f64>> {
+        let n = self.eigenvalues.len();
+        (0..k.min(n))
+            .map(|j| {
+                let col = n - 1 - j;
+                (0..n).map(|i| self.vectors[(i, col)]).collect()
+            })
+            .collect()
+    }
+}
+
+/// `‖g‖₂` of a symmetric matrix: the largest absolute eigenvalue.
+pub fn operator_norm(g: &Mat<f64>) -> f64 {
+    let s = Spectrum::of(g);
+    s.lambda_min().abs().max(s.lambda_max().abs())
+}
+
+/// λ_min of a symmetric matrix (eigenvalues only, cheaper than [`Spectrum::of`]).
+pub fn lambda_min(g: &Mat<f64>) -> f64 {
+    g.self_adjoint_eigenvalues(Side::Lower)
+        .expect("the symmetric eigen-solver converges")[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_spectrum_is_exact() {
+        // Q diag(1..6) Qᵀ with Q a Householder reflection I − 2vvᵀ/vᵀv.
+        let n = 6;
+        let v: Vec<f64> = (0..n).map(|i| (i as f64 + 1.0).sqrt()).collect();
+        let vv: f64 = v.iter().map(|x| x * x).sum();
+        let q = Mat::<f64>::from_fn(n, n, |i, j| {
+            f64::from(u8::from(i == j)) - 2.0 * v[i] * v[j] / vv
+        });
+        let d = Mat::<f64>::from_fn(
+            n,
+            n,
+            |i, j| if i == j { (i + 1) as f64 * 1e-3 } else { 0.0 },
+        );
+        let g = &q * &d * q.transpose();
+        let s = Spectrum::of(&g);
+        for (i, e) in s.eigenvalues.iter().enumerate() {
+            assert!((e - (i + 1) as f64 * 1e-3).abs() < 1e-10, "{i}: {e}");
+        }
+        assert!((s.condition_number() - 6.0).abs() < 1e-8);
+        assert!((lambda_min(&g) - 1e-3).abs() < 1e-10);
+        assert!((operator_norm(&g) - 6e-3).abs() < 1e-10);
+        // The top eigenvector is column 5 of Q (up to sign).
+        let top = &s.top_eigenvectors(1)[0];
+        let dot: f64 = (0..n).map(|i| top[i] * q[(i, 5)]).sum();
+        assert!((dot.abs() - 1.0).abs() < 1e-10);
+    }
+}
