@@ -180,3 +180,78 @@ fn help_names_the_paper_symbols() {
         assert!(help.contains(symbol), "'{symbol}' missing from --help");
     }
 }
+
+#[test]
+fn gram_and_recorded_dynamics_are_written() {
+    let out = scratch("gram");
+    let result = overparam(&[
+        "gram",
+        "--model",
+        "resnet",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--n",
+        "10",
+        "--d",
+        "4",
+        "--dtype",
+        "f64",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for name in ["W1", "W2", "W3", "a", "total"] {
+        let bytes = std::fs::read(out.join(format!("gram_{name}.npy"))).unwrap();
+        assert!(bytes.starts_with(b"\x93NUMPY"));
+    }
+    let text = std::fs::read_to_string(out.join("spectrum.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let total = &json["spectra"][4];
+    assert_eq!(total["layer"], "total");
+    // G = Σ_h G^(h) is PSD and λmin(G) ≥ λmin(G^(H)) (A §4).
+    let lmin_total = total["lambda_min"].as_f64().unwrap();
+    assert!(lmin_total >= json["spectra"][2]["lambda_min"].as_f64().unwrap());
+
+    let run = scratch("dynamics");
+    let result = overparam(&[
+        "train",
+        "--quiet",
+        "--model",
+        "two_layer",
+        "--width",
+        "64",
+        "--n",
+        "12",
+        "--d",
+        "5",
+        "--dtype",
+        "f64",
+        "--steps",
+        "6",
+        "--step-size",
+        "0.5",
+        "--record-every",
+        "3",
+        "--lambda0",
+        "0.1",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let csv = std::fs::read_to_string(run.join("dynamics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "header + steps 0, 3, 6");
+    assert!(lines[0].starts_with("step,loss,ln_mse,lambda_min,gram_drift,bound"));
+    std::fs::remove_dir_all(&out).ok();
+    std::fs::remove_dir_all(&run).ok();
+}

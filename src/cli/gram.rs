@@ -37,6 +37,15 @@ pub enum StrategyKind {
     Autodiff,
 }
 
+impl From<StrategyKind> for GramStrategy {
+    fn from(kind: StrategyKind) -> Self {
+        match kind {
+            StrategyKind::Structured => GramStrategy::Structured,
+            StrategyKind::Autodiff => GramStrategy::Autodiff,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct LayerSpectrum {
     layer: String,
@@ -53,11 +62,7 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
     let data = &checked.data;
     let config = args.model.config(data)?;
     let network = args.model.network(&config, &compute)?;
-    let strategy = match args.strategy {
-        StrategyKind::Structured => GramStrategy::Structured,
-        StrategyKind::Autodiff => GramStrategy::Autodiff,
-    };
-    let g = grams(&network, data.inputs(), &compute, strategy)?;
+    let g = grams(&network, data.inputs(), &compute, args.strategy.into())?;
     for warning in &g.warnings {
         eprintln!("warning: {warning}");
     }

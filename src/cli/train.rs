@@ -1,9 +1,11 @@
 //! `overparam train`: train one network and write its result.
 
 use super::args::{ComputeArgs, DataArgs, ModelArgs};
+use super::gram::StrategyKind;
 use super::write_json;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use overparam_analysis::DynamicsRecorder;
 use overparam_models::{ModelConfig, save_safetensors};
 use overparam_train::{History, Loss, Optimizer, TrainConfig, train};
 use serde::Serialize;
@@ -46,6 +48,17 @@ pub struct TrainArgs {
     /// Directory for result.json, init.safetensors and final.safetensors.
     #[arg(long, default_value = "results/train")]
     pub out: PathBuf,
+    /// Record the training dynamics (λmin of G(k) and of each G^(h)(k), Gram drift, distances
+    /// from init, activation-pattern changes) every this many steps into dynamics.csv/json;
+    /// 0 records nothing.
+    #[arg(long, default_value_t = 0)]
+    pub record_every: usize,
+    /// λ0 for the bound (1 − ηλ0/2)^k L(0) in the recorded dynamics.
+    #[arg(long)]
+    pub lambda0: Option<f64>,
+    /// Gram strategy of the recorder.
+    #[arg(long, value_enum, default_value = "structured")]
+    pub gram_strategy: StrategyKind,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -108,7 +121,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         step_size: args.step_size,
         steps: args.steps,
         trainable: args.trainable.clone(),
-        observe_every: args.steps.max(1),
+        observe_every: if args.record_every > 0 {
+            args.record_every
+        } else {
+            args.steps.max(1)
+        },
         progress: !args.quiet,
     };
     std::fs::create_dir_all(&args.out)
@@ -120,7 +137,20 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     )?;
 
     let start = Instant::now();
-    let outcome = train(&mut network, data, &compute, &train_config, &mut ());
+    let mut recorder = (args.record_every > 0)
+        .then(|| {
+            let theory = args.lambda0.map(|l| (l, args.step_size));
+            DynamicsRecorder::new(&network, &compute, args.gram_strategy.into(), theory)
+        })
+        .transpose()?;
+    let outcome = match recorder.as_mut() {
+        Some(r) => train(&mut network, data, &compute, &train_config, r),
+        None => train(&mut network, data, &compute, &train_config, &mut ()),
+    };
+    if let Some(r) = &recorder {
+        r.write_csv(&args.out.join("dynamics.csv"))?;
+        r.write_json(&args.out.join("dynamics.json"))?;
+    }
     let wall_time_s = start.elapsed().as_secs_f64();
     let (history, failure) = match outcome {
         Ok(history) => (history, None),

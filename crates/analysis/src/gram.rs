@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum GramStrategy {
     /// Jacobian contraction: per-sample gradients of `f(x_i)` through Burn autodiff (one
     /// backward pass per sample), contracted in row blocks `G_IJ = J_I J_Jᵀ`. Works for every
-    /// model; costs `O(n² P)` flops and `O(b P)` memory for blocks of b samples. It wins only
-    /// when the parameter count P is tiny, and serves as the reference.
+    /// model; costs `O(n² P)` flops, `O(n²/b)` backward passes and `O(b P)` memory for blocks
+    /// of b samples (≈1 GiB each). It wins only when the parameter count P is tiny, and
+    /// serves as the reference.
     Autodiff,
     /// Structured derivatives: one forward with zero probes on every pre-activation and one
     /// backward give the backprop signals `B^(h)` (`n × m`); with the layer inputs `A^(h−1)`,
@@ -86,9 +87,9 @@ impl LayerGrams {
     }
 }
 
-/// Rows per block so that a block of per-sample gradients stays near 512 MiB.
+/// Rows per block so that a block of per-sample gradients stays near 1 GiB.
 fn block_rows(n: usize, params_per_sample: usize) -> usize {
-    const BUDGET: usize = 512 << 20;
+    const BUDGET: usize = 1 << 30;
     (BUDGET / (8 * params_per_sample.max(1))).clamp(1, n)
 }
 
@@ -153,9 +154,10 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
         .map(|s| s.shape[0] * s.shape[1])
         .collect();
     let b = block_rows(n, sizes.iter().sum());
-    // Per-sample gradients of rows [start, end), as one host matrix per layer.
+    // Per-sample gradients of rows [start, end), one `P_h × rows` matrix per layer (a column
+    // per sample, so that each gradient is copied contiguously).
     let jacobian_block = |start: usize, end: usize| -> Vec<Mat<f64>> {
-        let mut blocks: Vec<Mat<f64>> = sizes.iter().map(|&p| Mat::zeros(end - start, p)).collect();
+        let mut blocks: Vec<Mat<f64>> = sizes.iter().map(|&p| Mat::zeros(p, end - start)).collect();
         for i in start..end {
             let leaves: Vec<Tensor<2>> = values
                 .iter()
@@ -165,8 +167,9 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
             let grads = forward(config, &leaves, xi).sum().backward();
             for (layer, leaf) in leaves.iter().enumerate() {
                 let g = to_f64_vec(leaf.grad(&grads).expect("every layer is a leaf"));
-                for (c, v) in g.into_iter().enumerate() {
-                    blocks[layer][(i - start, c)] = v;
+                let column = blocks[layer].col_mut(i - start);
+                for (dst, src) in column.iter_mut().zip(g) {
+                    *dst = src;
                 }
             }
         }
@@ -186,7 +189,7 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
                 &cols_owned
             };
             for (layer, g) in out.iter_mut().enumerate() {
-                let block = &rows[layer] * cols[layer].transpose();
+                let block = rows[layer].transpose() * &cols[layer];
                 for i in 0..row_end - row_start {
                     for j in 0..col_end - col_start {
                         g[(row_start + i, col_start + j)] = block[(i, j)];
