@@ -6,6 +6,7 @@
 pub use overparam_analysis as analysis;
 pub use overparam_data as data;
 pub use overparam_device as device;
+pub use overparam_kernels as kernels;
 pub use overparam_models as models;
 pub use overparam_train as train;
 

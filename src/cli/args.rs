@@ -270,6 +270,29 @@ fn parse_dims(text: &str, option: &str) -> anyhow::Result<Vec<usize>> {
         .collect()
 }
 
+/// What every subcommand starts from: the device, the checked data and the network.
+pub struct Setup {
+    /// Backend and precision.
+    pub compute: Compute,
+    /// The data and its input report.
+    pub checked: CheckedData,
+    /// The network (initialized, or loaded with `--init-from`).
+    pub network: Network,
+}
+
+/// Builds the device, the data (checked), the model config for that data, and the network.
+pub fn setup(model: &ModelArgs, data: &DataArgs, compute: &ComputeArgs) -> anyhow::Result<Setup> {
+    let compute = compute.compute()?;
+    let checked = data.dataset(model.synthetic_dim(data.d)?)?;
+    let config = model.config(&checked.data)?;
+    let network = model.network(&config, &compute)?;
+    Ok(Setup {
+        compute,
+        checked,
+        network,
+    })
+}
+
 /// A dataset and what its input checks found.
 pub struct CheckedData {
     /// The data.

@@ -1,6 +1,6 @@
 //! `overparam gram`: per-layer Gram matrices of a network on a dataset, their spectra, `.npy`.
 
-use super::args::{ComputeArgs, DataArgs, ModelArgs};
+use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, setup};
 use super::write_json;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
@@ -57,11 +57,12 @@ struct LayerSpectrum {
 
 /// Runs `overparam gram`.
 pub fn run(args: &GramArgs) -> anyhow::Result<()> {
-    let compute = args.compute.compute()?;
-    let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;
+    let Setup {
+        compute,
+        checked,
+        network,
+    } = setup(&args.model, &args.data, &args.compute)?;
     let data = &checked.data;
-    let config = args.model.config(data)?;
-    let network = args.model.network(&config, &compute)?;
     let g = grams(&network, data.inputs(), &compute, args.strategy.into())?;
     for warning in &g.warnings {
         eprintln!("warning: {warning}");

@@ -1,6 +1,6 @@
 //! `overparam train`: train one network and write its result.
 
-use super::args::{ComputeArgs, DataArgs, ModelArgs};
+use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, setup};
 use super::gram::StrategyKind;
 use super::write_json;
 use anyhow::Context;
@@ -104,11 +104,12 @@ struct DataRecord {
 
 /// Runs `overparam train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let compute = args.compute.compute()?;
-    let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;
+    let Setup {
+        compute,
+        checked,
+        mut network,
+    } = setup(&args.model, &args.data, &args.compute)?;
     let data = &checked.data;
-    let config = args.model.config(data)?;
-    let mut network = args.model.network(&config, &compute)?;
     let train_config = TrainConfig {
         loss: args.loss,
         optimizer: match args.optimizer {

@@ -1,0 +1,163 @@
+//! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
+
+use crate::expectation::GaussianPair;
+use faer::Mat;
+use overparam_models::{Activation, Architecture, ModelConfig};
+
+/// Errors of the kernel computations.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum KernelError {
+    /// No limit is implemented for this architecture yet.
+    #[error("the infinite-width limit of the {0} model is not implemented (fc and resnet are)")]
+    Unsupported(&'static str),
+    /// The inputs do not match the model.
+    #[error("{got} input values do not make samples of dimension d = {d}")]
+    Inputs {
+        /// Buffer length.
+        got: usize,
+        /// The model's d.
+        d: usize,
+    },
+}
+
+/// The limits of every per-layer Gram `G^(h)(0)` as m → ∞, and of their sum.
+#[derive(Debug, Clone)]
+pub struct NtkLimit {
+    /// Layer names, as in the finite network (`W1`, …, `WH`, `a`).
+    pub names: Vec<String>,
+    /// Limit of `G^(h)(0)` per layer; the entry of `WH` is A's `K^(H)`.
+    pub layers: Vec<Mat<f64>>,
+    /// Limit of `G(0) = Σ_h G^(h)(0)`.
+    pub total: Mat<f64>,
+}
+
+impl NtkLimit {
+    /// A's `K^(H)` (Def. 5.1 / 6.1, with the covariance built from `K^(H−1)`, papers.md §1.4).
+    pub fn k_h(&self) -> &Mat<f64> {
+        &self.layers[self.layers.len() - 2]
+    }
+}
+
+/// `Λ_ij = [[K_ii, K_ij], [K_ij, K_jj]]`, the map `f(Λ_ij)` over all pairs (symmetric).
+fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64) -> Mat<f64> {
+    let n = k.nrows();
+    let mut out = Mat::<f64>::zeros(n, n);
+    for i in 0..n {
+        for j in 0..=i {
+            let v = f(k[(i, i)], k[(j, j)], k[(i, j)]);
+            out[(i, j)] = v;
+            out[(j, i)] = v;
+        }
+    }
+    out
+}
+
+fn hadamard(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
+    Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * b[(i, j)])
+}
+
+/// FC (A Def. 5.1): `Σ^(0) = XXᵀ`, `Σ^(h) = c_σ E[σ(u)σ(v)]`, `Σ̇^(h) = c_σ E[σ'(u)σ'(v)]`
+/// with `(u, v) ~ N(0, Λ(Σ^(h−1)))`. Backprop signals multiply: `β^(H) = Σ̇^(H)`,
+/// `β^(h) = β^(h+1) ∘ Σ̇^(h)`; the layer limits are `G^(h) = Σ^(h−1) ∘ β^(h)` and, for the
+/// output layer, `G^(H+1) = Σ^(H)`. `G^(H)` is A's `K^(H)`.
+fn fc(x0: Mat<f64>, depth: usize, act: Activation) -> Vec<Mat<f64>> {
+    let pair = GaussianPair::new(act);
+    let c = act.c_sigma();
+    let mut sigma = vec![x0];
+    let mut dot = Vec::new();
+    for h in 1..=depth {
+        let prev = &sigma[h - 1];
+        dot.push(pairwise(prev, |a, b, cov| {
+            c * pair.dsigma_dsigma(a, b, cov)
+        }));
+        sigma.push(pairwise(prev, |a, b, cov| c * pair.sigma_sigma(a, b, cov)));
+    }
+    let mut beta = dot[depth - 1].clone();
+    let mut layers = vec![Mat::<f64>::zeros(0, 0); depth + 1];
+    for h in (1..=depth).rev() {
+        if h < depth {
+            beta = hadamard(&beta, &dot[h - 1]);
+        }
+        layers[h - 1] = hadamard(&sigma[h - 1], &beta);
+    }
+    layers[depth] = sigma[depth].clone();
+    layers
+}
+
+/// ResNet (A Def. 6.1 in the form of App. E Def. E.1, which pairs `b_i` with `E σ(v)` of
+/// sample j): `K^(1) = c_σ E[σσ]`, `b^(1)_i = sqrt(c_σ) E σ(u_i)`, and for h ≥ 2
+/// `K^(h) = K^(h−1) + (c_res/H)(b_i μ_j + μ_i b_j) + (c_res/H)² E[σ(u)σ(v)]`,
+/// `b^(h) = b^(h−1) + (c_res/H) μ`, `μ_i = E_{u~N(0, K^(h−1)_ii)} σ(u)`.
+/// Backward: `γ^(H) = 1`, `γ^(h−1) = γ^(h) ∘ (1 + (c_res/H)² Ė^(h))` with
+/// `Ė^(h) = E[σ'(u)σ'(v)]` under `Λ(K^(h−1))`; layer limits `G^(h) = K^(h−1) ∘ (c_res/H)²
+/// Ė^(h) ∘ γ^(h)` (h ≥ 2), `G^(1) = K^(0) ∘ c_σ Ė^(1) ∘ γ^(1)`, `G^(H+1) = K^(H)`.
+fn resnet(x0: Mat<f64>, depth: usize, act: Activation, c_res: f64) -> Vec<Mat<f64>> {
+    let pair = GaussianPair::new(act);
+    let c = act.c_sigma();
+    let r = c_res / depth as f64;
+    let n = x0.nrows();
+    let mut k = vec![x0];
+    let mut edot = vec![pairwise(&k[0], |a, b, cov| pair.dsigma_dsigma(a, b, cov))];
+    k.push(pairwise(&k[0], |a, b, cov| c * pair.sigma_sigma(a, b, cov)));
+    let mut bias: Vec<f64> = (0..n).map(|i| c.sqrt() * pair.mean(k[0][(i, i)])).collect();
+    for h in 2..=depth {
+        let prev = &k[h - 1];
+        let mu: Vec<f64> = (0..n).map(|i| pair.mean(prev[(i, i)])).collect();
+        edot.push(pairwise(prev, |a, b, cov| pair.dsigma_dsigma(a, b, cov)));
+        let ss = pairwise(prev, |a, b, cov| pair.sigma_sigma(a, b, cov));
+        let next = Mat::from_fn(n, n, |i, j| {
+            prev[(i, j)] + r * (bias[i] * mu[j] + mu[i] * bias[j]) + r * r * ss[(i, j)]
+        });
+        k.push(next);
+        bias.iter_mut().zip(&mu).for_each(|(b, m)| *b += r * m);
+    }
+    let mut gamma = Mat::<f64>::from_fn(n, n, |_, _| 1.0);
+    let mut layers = vec![Mat::<f64>::zeros(0, 0); depth + 1];
+    for h in (1..=depth).rev() {
+        let scale = if h == 1 { c } else { r * r };
+        layers[h - 1] = Mat::from_fn(n, n, |i, j| {
+            k[h - 1][(i, j)] * scale * edot[h - 1][(i, j)] * gamma[(i, j)]
+        });
+        if h >= 2 {
+            gamma = Mat::from_fn(n, n, |i, j| {
+                gamma[(i, j)] * (1.0 + r * r * edot[h - 1][(i, j)])
+            });
+        }
+    }
+    layers[depth] = k[depth].clone();
+    layers
+}
+
+/// The infinite-width limits of every layer's Gram for the fc and resnet models on the
+/// samples `x` (`n × d`, row-major).
+pub fn ntk_limit(config: &ModelConfig, x: &[f64]) -> Result<NtkLimit, KernelError> {
+    let d = config.input_dim;
+    if x.is_empty() || !x.len().is_multiple_of(d) {
+        return Err(KernelError::Inputs { got: x.len(), d });
+    }
+    let n = x.len() / d;
+    let x0 = Mat::from_fn(n, n, |i, j| {
+        (0..d).map(|c| x[i * d + c] * x[j * d + c]).sum::<f64>()
+    });
+    let layers = match &config.arch {
+        Architecture::Fc {
+            depth, activation, ..
+        } => fc(x0, *depth, *activation),
+        Architecture::Resnet {
+            depth,
+            activation,
+            c_res,
+            ..
+        } => resnet(x0, *depth, *activation, *c_res),
+        _ => return Err(KernelError::Unsupported(config.kind_name())),
+    };
+    let mut total = Mat::<f64>::zeros(n, n);
+    for g in &layers {
+        total += g;
+    }
+    Ok(NtkLimit {
+        names: config.layers().into_iter().map(|s| s.name).collect(),
+        layers,
+        total,
+    })
+}

@@ -1,0 +1,84 @@
+//! Finite-width Grams at initialization approach the infinite-width limits as m grows, at the
+//! rate m^(−1/2) (A Thm E.1): the log-log slope of the operator-norm error is checked.
+
+use faer::Mat;
+use overparam::analysis::{GramStrategy, grams, operator_norm};
+use overparam::data::{Labels, sphere};
+use overparam::device::Compute;
+use overparam::kernels::ntk_limit;
+use overparam::models::{Activation, Architecture, ModelConfig, Network};
+
+/// Least-squares slope of `ln y` against `ln x`.
+fn log_slope(x: &[f64], y: &[f64]) -> f64 {
+    let lx: Vec<f64> = x.iter().map(|v| v.ln()).collect();
+    let ly: Vec<f64> = y.iter().map(|v| v.ln()).collect();
+    let (mx, my) = (
+        lx.iter().sum::<f64>() / lx.len() as f64,
+        ly.iter().sum::<f64>() / ly.len() as f64,
+    );
+    let cov: f64 = lx.iter().zip(&ly).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let var: f64 = lx.iter().map(|a| (a - mx).powi(2)).sum();
+    cov / var
+}
+
+#[test]
+fn finite_width_grams_approach_the_limit_at_rate_one_over_sqrt_m() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(8, 5, Labels::Gaussian, 11).unwrap();
+    let widths = [128usize, 256, 512, 1024, 2048];
+    let seeds = 0..4u64;
+    for activation in [Activation::Softplus, Activation::Relu] {
+        for resnet in [false, true] {
+            let arch = |width| match resnet {
+                false => Architecture::Fc {
+                    depth: 3,
+                    width,
+                    activation,
+                },
+                true => Architecture::Resnet {
+                    depth: 3,
+                    width,
+                    activation,
+                    c_res: 0.5,
+                },
+            };
+            let limit = ntk_limit(
+                &ModelConfig {
+                    input_dim: 5,
+                    arch: arch(1),
+                    seed: 0,
+                },
+                data.inputs(),
+            )
+            .unwrap();
+            let (mut err_last, mut err_total) = (Vec::new(), Vec::new());
+            for &width in &widths {
+                let (mut last, mut total) = (0.0, 0.0);
+                for seed in seeds.clone() {
+                    let config = ModelConfig {
+                        input_dim: 5,
+                        arch: arch(width),
+                        seed,
+                    };
+                    let net = Network::init(&config, &compute).unwrap();
+                    let g = grams(&net, data.inputs(), &compute, GramStrategy::Structured).unwrap();
+                    let diff: Mat<f64> = g.last_hidden() - limit.k_h();
+                    last += operator_norm(&diff);
+                    total += operator_norm(&(&g.total - &limit.total));
+                }
+                err_last.push(last / seeds.clone().count() as f64);
+                err_total.push(total / seeds.clone().count() as f64);
+            }
+            let m: Vec<f64> = widths.iter().map(|&w| w as f64).collect();
+            let name = format!("{} {activation}", if resnet { "resnet" } else { "fc" });
+            for (what, err) in [("G^(H)", &err_last), ("G", &err_total)] {
+                let slope = log_slope(&m, err);
+                println!("{name} {what}: slope {slope:.3}, mean errors {err:?}");
+                assert!(
+                    (-0.7..=-0.3).contains(&slope),
+                    "{name} {what}: slope {slope:.3}, errors {err:?}"
+                );
+            }
+        }
+    }
+}
