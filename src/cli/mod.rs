@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod gram;
+pub mod kernel;
 pub mod train;
 
 use anyhow::Context;
@@ -25,6 +26,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Per-layer Gram (NTK) matrices of a network on a dataset, their spectra, as .npy/JSON.
     Gram(gram::GramArgs),
+    /// Infinite-width kernels: B's H^inf (two_layer), A's K^(H) and the full NTK limit (fc, resnet).
+    Kernel(kernel::KernelArgs),
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
@@ -40,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
         Command::Gram(args) => gram::run(&args),
+        Command::Kernel(args) => kernel::run(&args),
     }
 }

@@ -44,6 +44,7 @@ impl Activation {
     }
 
     /// σ(z) on a scalar.
+    #[inline]
     pub fn eval(self, z: f64) -> f64 {
         match self {
             Activation::Relu => z.max(0.0),
@@ -55,6 +56,7 @@ impl Activation {
     }
 
     /// σ'(z) on a scalar; for ReLU the convention `1{z ≥ 0}` of B eq. 4 (footnote 2).
+    #[inline]
     pub fn derivative(self, z: f64) -> f64 {
         match self {
             Activation::Relu => f64::from(u8::from(z >= 0.0)),
@@ -75,6 +77,7 @@ impl Activation {
 
 use std::f64::consts::PI;
 
+#[inline]
 fn sigmoid(z: f64) -> f64 {
     if z >= 0.0 {
         1.0 / (1.0 + (-z).exp())

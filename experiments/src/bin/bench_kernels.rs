@@ -1,0 +1,62 @@
+//! Time of A's infinite-width recursions (K^(H) and the full NTK limit, computed together) for
+//! softplus, n = 2000 points on the sphere, H = 8, fc and resnet (issue target: < 2 s each).
+
+use anyhow::Result;
+use clap::Parser;
+use overparam_data::{Labels, sphere};
+use overparam_kernels::ntk_limit;
+use overparam_models::{Activation, Architecture, ModelConfig};
+use std::time::Instant;
+
+/// Benchmark the kernel recursions.
+#[derive(Debug, Parser)]
+struct Args {
+    /// n (samples).
+    #[arg(long, default_value_t = 2000)]
+    n: usize,
+    /// H (depth).
+    #[arg(long, default_value_t = 8)]
+    depth: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let d = 100;
+    let data = sphere(args.n, d, Labels::Gaussian, 0)?;
+    let activation = Activation::Softplus;
+    for (name, arch) in [
+        (
+            "fc",
+            Architecture::Fc {
+                depth: args.depth,
+                width: 1,
+                activation,
+            },
+        ),
+        (
+            "resnet",
+            Architecture::Resnet {
+                depth: args.depth,
+                width: 1,
+                activation,
+                c_res: 0.5,
+            },
+        ),
+    ] {
+        let config = ModelConfig {
+            input_dim: d,
+            arch,
+            seed: 0,
+        };
+        let start = Instant::now();
+        let limit = ntk_limit(&config, data.inputs())?;
+        let seconds = start.elapsed().as_secs_f64();
+        println!(
+            "{name:<7} softplus n={} H={}: K^(H) + full NTK limit in {seconds:.2} s (K^(H)[0,1] = {:.6e})",
+            args.n,
+            args.depth,
+            limit.k_h()[(0, 1)]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `overparam kernel`: the infinite-width Gram matrices of a model on a dataset.
+
+use super::args::{DataArgs, ModelArgs};
+use super::write_json;
+use anyhow::Context;
+use clap::Args;
+use faer::Mat;
+use overparam_analysis::{Spectrum, write_npy};
+use overparam_kernels::{h_infinity, ntk_limit};
+use overparam_models::Architecture;
+use std::path::PathBuf;
+
+/// Options of `overparam kernel`.
+#[derive(Debug, Clone, Args)]
+pub struct KernelArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DataArgs,
+    /// Directory for kernel_<layer>.npy, kernel_total.npy and spectrum.json.
+    #[arg(long, default_value = "results/kernel")]
+    pub out: PathBuf,
+}
+
+/// Runs `overparam kernel`: B's H^∞ for two_layer; for fc and resnet, A's K^(H) (the entry of
+/// the last hidden layer) and the limits of every layer's Gram and of their sum.
+pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
+    let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;
+    let data = &checked.data;
+    let config = args.model.config(data)?;
+    let named: Vec<(String, Mat<f64>)> = match config.arch {
+        Architecture::TwoLayer { .. } => {
+            vec![("Hinf".into(), h_infinity(data.inputs(), data.input_dim()))]
+        }
+        _ => {
+            let limit = ntk_limit(&config, data.inputs())?;
+            limit
+                .names
+                .into_iter()
+                .zip(limit.layers)
+                .chain([("total".to_string(), limit.total)])
+                .collect()
+        }
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output directory {}", args.out.display()))?;
+    let mut spectra = Vec::new();
+    for (name, matrix) in &named {
+        let path = args.out.join(format!("kernel_{name}.npy"));
+        write_npy(&path, matrix).with_context(|| format!("writing {}", path.display()))?;
+        let s = Spectrum::of(matrix);
+        println!(
+            "{name:<8} λmin {:>12.6e}  λmax {:>12.6e}",
+            s.lambda_min(),
+            s.lambda_max()
+        );
+        spectra.push(serde_json::json!({
+            "layer": name,
+            "lambda_min": s.lambda_min(),
+            "lambda_max": s.lambda_max(),
+            "eigenvalues": s.eigenvalues,
+        }));
+    }
+    let summary = serde_json::json!({ "model": config, "n": data.len(), "spectra": spectra });
+    write_json(&args.out.join("spectrum.json"), &summary)?;
+    println!("kernels and spectra in {}", args.out.display());
+    Ok(())
+}
