@@ -38,8 +38,8 @@ impl NtkLimit {
     }
 }
 
-/// Grid points of the tabulated fast path (error of the 4-point interpolation ~h⁴ ≈ 1e-11).
-const TABLE: usize = 1025;
+/// Grid points of the tabulated fast path (4-point interpolation error ~h⁴, below 1e-9 here).
+const TABLE: usize = 257;
 /// Below this many samples the direct evaluation is cheaper than building a table.
 const TABLE_MIN_N: usize = 48;
 
