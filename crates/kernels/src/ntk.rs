@@ -224,20 +224,7 @@ mod tests {
         let x: Vec<f64> = (0..n * d)
             .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
             .collect();
-        let rows: Vec<Vec<f64>> = x
-            .chunks(d)
-            .map(|r| {
-                let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-                r.iter().map(|v| v / norm).collect()
-            })
-            .collect();
-        let k = Mat::from_fn(n, n, |i, j| {
-            rows[i]
-                .iter()
-                .zip(&rows[j])
-                .map(|(a, b)| a * b)
-                .sum::<f64>()
-        });
+        let k = crate::hinf::cosine_gram(&x, d);
         for act in [
             Activation::Softplus,
             Activation::Tanh,
