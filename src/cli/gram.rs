@@ -1,11 +1,9 @@
 //! `overparam gram`: per-layer Gram matrices of a network on a dataset, their spectra, `.npy`.
 
 use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, setup};
-use super::write_json;
-use anyhow::Context;
+use super::{save_matrices, write_json};
 use clap::{Args, ValueEnum};
-use overparam_analysis::{GramStrategy, Spectrum, grams, write_npy};
-use serde::Serialize;
+use overparam_analysis::{GramStrategy, grams};
 use std::path::PathBuf;
 
 /// Options of `overparam gram`.
@@ -46,15 +44,6 @@ impl From<StrategyKind> for GramStrategy {
     }
 }
 
-#[derive(Serialize)]
-struct LayerSpectrum {
-    layer: String,
-    lambda_min: f64,
-    lambda_max: f64,
-    condition_number: f64,
-    eigenvalues: Vec<f64>,
-}
-
 /// Runs `overparam gram`.
 pub fn run(args: &GramArgs) -> anyhow::Result<()> {
     let Setup {
@@ -67,22 +56,12 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
     for warning in &g.warnings {
         eprintln!("warning: {warning}");
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let mut spectra = Vec::new();
     let named = g.names.iter().map(String::as_str).chain(["total"]);
-    for (name, matrix) in named.zip(g.layers.iter().chain([&g.total])) {
-        let path = args.out.join(format!("gram_{name}.npy"));
-        write_npy(&path, matrix).with_context(|| format!("writing {}", path.display()))?;
-        let s = Spectrum::of(matrix);
-        spectra.push(LayerSpectrum {
-            layer: name.to_string(),
-            lambda_min: s.lambda_min(),
-            lambda_max: s.lambda_max(),
-            condition_number: s.condition_number(),
-            eigenvalues: s.eigenvalues,
-        });
-    }
+    let spectra = save_matrices(
+        &args.out,
+        "gram",
+        named.zip(g.layers.iter().chain([&g.total])),
+    )?;
     let summary = serde_json::json!({
         "model": network.config(),
         "n": data.len(),
@@ -91,12 +70,6 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
         "spectra": spectra,
     });
     write_json(&args.out.join("spectrum.json"), &summary)?;
-    for s in &spectra {
-        println!(
-            "{:<8} λmin {:>12.6e}  λmax {:>12.6e}  cond {:>10.3e}",
-            s.layer, s.lambda_min, s.lambda_max, s.condition_number
-        );
-    }
     println!("Gram matrices and spectra in {}", args.out.display());
     Ok(())
 }

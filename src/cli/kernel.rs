@@ -1,11 +1,9 @@
 //! `overparam kernel`: the infinite-width Gram matrices of a model on a dataset.
 
 use super::args::{DataArgs, ModelArgs};
-use super::write_json;
-use anyhow::Context;
+use super::{save_matrices, write_json};
 use clap::Args;
 use faer::Mat;
-use overparam_analysis::{Spectrum, write_npy};
 use overparam_kernels::{h_infinity, ntk_limit};
 use overparam_models::Architecture;
 use std::path::PathBuf;
@@ -44,25 +42,11 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
                 .collect()
         }
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating output directory {}", args.out.display()))?;
-    let mut spectra = Vec::new();
-    for (name, matrix) in &named {
-        let path = args.out.join(format!("kernel_{name}.npy"));
-        write_npy(&path, matrix).with_context(|| format!("writing {}", path.display()))?;
-        let s = Spectrum::of(matrix);
-        println!(
-            "{name:<8} λmin {:>12.6e}  λmax {:>12.6e}",
-            s.lambda_min(),
-            s.lambda_max()
-        );
-        spectra.push(serde_json::json!({
-            "layer": name,
-            "lambda_min": s.lambda_min(),
-            "lambda_max": s.lambda_max(),
-            "eigenvalues": s.eigenvalues,
-        }));
-    }
+    let spectra = save_matrices(
+        &args.out,
+        "kernel",
+        named.iter().map(|(n, m)| (n.as_str(), m)),
+    )?;
     let summary = serde_json::json!({ "model": config, "n": data.len(), "spectra": spectra });
     write_json(&args.out.join("spectrum.json"), &summary)?;
     println!("kernels and spectra in {}", args.out.display());

@@ -30,6 +30,53 @@ pub enum Command {
     Kernel(kernel::KernelArgs),
 }
 
+/// The spectrum of one saved matrix, as written to `spectrum.json`.
+#[derive(Debug, Serialize)]
+pub struct MatrixSpectrum {
+    /// Layer name (or `total`, `Hinf`).
+    pub layer: String,
+    /// λ_min.
+    pub lambda_min: f64,
+    /// λ_max.
+    pub lambda_max: f64,
+    /// λ_max / λ_min.
+    pub condition_number: f64,
+    /// All eigenvalues, increasing.
+    pub eigenvalues: Vec<f64>,
+}
+
+/// Writes each named matrix to `<out>/<prefix>_<name>.npy`, prints its extreme eigenvalues and
+/// returns the spectra.
+pub fn save_matrices<'a>(
+    out: &Path,
+    prefix: &str,
+    named: impl IntoIterator<Item = (&'a str, &'a faer::Mat<f64>)>,
+) -> anyhow::Result<Vec<MatrixSpectrum>> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating output directory {}", out.display()))?;
+    let mut spectra = Vec::new();
+    for (name, matrix) in named {
+        let path = out.join(format!("{prefix}_{name}.npy"));
+        overparam_analysis::write_npy(&path, matrix)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let s = overparam_analysis::Spectrum::of(matrix);
+        println!(
+            "{name:<8} λmin {:>12.6e}  λmax {:>12.6e}  cond {:>10.3e}",
+            s.lambda_min(),
+            s.lambda_max(),
+            s.condition_number()
+        );
+        spectra.push(MatrixSpectrum {
+            layer: name.to_string(),
+            lambda_min: s.lambda_min(),
+            lambda_max: s.lambda_max(),
+            condition_number: s.condition_number(),
+            eigenvalues: s.eigenvalues,
+        });
+    }
+    Ok(spectra)
+}
+
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
