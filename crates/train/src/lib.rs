@@ -8,5 +8,6 @@ pub mod trainer;
 pub use gradient::{LossGradients, loss_and_gradients};
 pub use loss::Loss;
 pub use trainer::{
-    History, Observer, Optimizer, Snapshot, TrainConfig, TrainError, train, trainable_mask,
+    History, Observer, Optimizer, Snapshot, TrainConfig, TrainError, step_style, train,
+    train_with_progress, trainable_mask,
 };

@@ -261,16 +261,20 @@ fn rows(t: &Tensor<2>, indices: &[usize]) -> Tensor<2> {
     t.clone().select(0, idx)
 }
 
+/// The style of a training bar: steps done, the latest loss, the time left.
+pub fn step_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} steps {msg} ({eta})")
+        .expect("a valid template")
+        .progress_chars("=> ")
+}
+
 fn progress_bar(config: &TrainConfig) -> ProgressBar {
     if !config.progress {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(config.steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} train [{bar:30}] {pos}/{len} steps {msg} ({eta})")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(step_style());
+    bar.set_prefix("train");
     bar
 }
 
@@ -285,6 +289,26 @@ pub fn train(
     compute: &Compute,
     config: &TrainConfig,
     observer: &mut dyn Observer,
+) -> Result<History, TrainError> {
+    train_with_progress(
+        network,
+        data,
+        compute,
+        config,
+        observer,
+        progress_bar(config),
+    )
+}
+
+/// [`train`], advancing the given progress bar (one tick per update) instead of making one;
+/// lets a sweep show each run's bar under its own (`indicatif::MultiProgress`).
+pub fn train_with_progress(
+    network: &mut Network,
+    data: &Dataset,
+    compute: &Compute,
+    config: &TrainConfig,
+    observer: &mut dyn Observer,
+    bar: ProgressBar,
 ) -> Result<History, TrainError> {
     validate(config, network, data)?;
     let mask = trainable_mask(network, config.trainable.as_deref())?;
@@ -303,7 +327,7 @@ pub fn train(
         } => Some(Batches::new(n, batch_size, shuffle_seed)),
     };
     let mut history = History::default();
-    let bar = progress_bar(config);
+    bar.set_length(config.steps as u64);
     let mut last_finite = (f64::NAN, 0);
     let diverged =
         |step, loss, last_finite: (f64, usize), history: &History| TrainError::Diverged {

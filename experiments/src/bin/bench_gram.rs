@@ -6,10 +6,9 @@ use anyhow::Result;
 use clap::Parser;
 use faer::Mat;
 use overparam_analysis::{GramStrategy, grams, spectrum::lambda_min};
-use overparam_data::{Labels, sphere};
 use overparam_device::Compute;
-use overparam_experiments::timing::median_seconds;
-use overparam_models::{Activation, Architecture, ModelConfig, Network};
+use overparam_experiments::{setups::gram_benchmark, timing::median_seconds};
+use overparam_models::Network;
 use std::time::Instant;
 
 /// Benchmark the Gram strategies.
@@ -41,16 +40,7 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let (n, d, m, depth) = (args.n, 100, args.width, 3);
     let compute = Compute::cpu_f64()?;
-    let data = sphere(n, d, Labels::Gaussian, 0)?;
-    let config = ModelConfig {
-        input_dim: d,
-        arch: Architecture::Fc {
-            depth,
-            width: m,
-            activation: Activation::Softplus,
-        },
-        seed: 0,
-    };
+    let (data, config) = gram_benchmark(n, m)?;
     let net = Network::init(&config, &compute)?;
     println!(
         "A fc softplus n={n} d={d} m={m} H={depth} f64, {} parameters",

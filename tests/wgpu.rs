@@ -1,0 +1,159 @@
+//! The wgpu backend against the CPU f64 reference: forward and backward of every model, GD and
+//! SGD runs, and both Gram strategies. Runs only with `--features wgpu`; CI runs it on Mesa's
+//! software Vulkan driver (lavapipe), a GPU machine runs the same tests on the GPU.
+//!
+//! Tolerances are f32's: wgpu computes in f32 (WGSL has no f64), the reference in f64.
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use common::tiny_models;
+use faer::Mat;
+use overparam::analysis::{GramStrategy, grams, spectrum::lambda_min};
+use overparam::data::{Labels, sphere};
+use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
+use overparam::models::{Activation, Architecture, ModelConfig, Network};
+use overparam::train::{Loss, Optimizer, TrainConfig, loss_and_gradients, train};
+
+fn wgpu() -> Compute {
+    Compute::new(BackendKind::Wgpu, Precision::F32).expect("wgpu is compiled in")
+}
+
+fn cpu() -> Compute {
+    Compute::cpu_f64().unwrap()
+}
+
+/// max |a − b| / max |b|.
+fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |s, v| s.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |s, (x, y)| s.max((x - y).abs()));
+    diff / scale
+}
+
+fn matrix_rel_err(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
+    let flat = |m: &Mat<f64>| -> Vec<f64> {
+        (0..m.nrows())
+            .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)]))
+            .collect()
+    };
+    rel_err(&flat(a), &flat(b))
+}
+
+#[test]
+fn forward_and_gradients_match_the_cpu_for_every_model() {
+    for config in tiny_models() {
+        let n = 6;
+        let data = sphere(n, config.input_dim, Labels::Gaussian, 2).unwrap();
+        let k = config.outputs();
+        let y: Vec<f64> = (0..n * k).map(|i| (i % k == 0) as u8 as f64).collect();
+        let loss = if k > 1 {
+            Loss::CrossEntropy
+        } else {
+            Loss::Quadratic
+        };
+        let run = |compute: &Compute| {
+            let net = Network::init(&config, compute).unwrap();
+            let mask = vec![true; net.specs().len()];
+            let x = compute.tensor(data.inputs(), [n, config.input_dim]);
+            let y = compute.tensor(&y, [n, k]);
+            let out = loss_and_gradients(&config, &net.values(), &mask, x, y, loss);
+            let grads: Vec<Vec<f64>> = out
+                .gradients
+                .into_iter()
+                .map(|g| to_f64_vec(g.unwrap()))
+                .collect();
+            (to_f64_vec(out.outputs), out.loss, grads)
+        };
+        let (f_gpu, l_gpu, g_gpu) = run(&wgpu());
+        let (f_cpu, l_cpu, g_cpu) = run(&cpu());
+        let name = config.kind_name();
+        assert!(rel_err(&f_gpu, &f_cpu) < 1e-5, "{name} outputs");
+        assert!((l_gpu - l_cpu).abs() < 1e-5 * l_cpu.abs(), "{name} loss");
+        for (layer, (a, b)) in g_gpu.iter().zip(&g_cpu).enumerate() {
+            assert!(rel_err(a, b) < 1e-4, "{name} gradient of layer {layer}");
+        }
+    }
+}
+
+fn resnet() -> ModelConfig {
+    ModelConfig {
+        input_dim: 8,
+        arch: Architecture::Resnet {
+            depth: 3,
+            width: 64,
+            activation: Activation::Softplus,
+            c_res: 0.5,
+        },
+        seed: 5,
+    }
+}
+
+#[test]
+fn gd_and_sgd_runs_follow_the_cpu() {
+    let data = sphere(32, 8, Labels::Gaussian, 3).unwrap();
+    let sgd = Optimizer::Sgd {
+        batch_size: 8,
+        shuffle_seed: 1,
+    };
+    for optimizer in [Optimizer::Gd, sgd] {
+        let mut cfg = TrainConfig::gd(0.05, 15);
+        cfg.optimizer = optimizer;
+        let run = |compute: &Compute| {
+            let mut net = Network::init(&resnet(), compute).unwrap();
+            train(&mut net, &data, compute, &cfg, &mut ()).unwrap().loss
+        };
+        let (gpu, cpu) = (run(&wgpu()), run(&cpu()));
+        assert!(
+            gpu.last().unwrap() < &(0.5 * gpu[0]),
+            "{optimizer:?} descends"
+        );
+        for (step, (a, b)) in gpu.iter().zip(&cpu).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs(),
+                "{optimizer:?} step {step}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn both_gram_strategies_on_wgpu_match_the_cpu_f64_gram() {
+    let conv = ModelConfig {
+        input_dim: 2 * 6,
+        arch: Architecture::ConvResnet {
+            depth: 2,
+            width: 4,
+            activation: Activation::Tanh,
+            c_res: 0.5,
+            channels: 2,
+            spatial: vec![6],
+            kernel: 3,
+        },
+        seed: 1,
+    };
+    for config in [resnet(), conv] {
+        let data = sphere(12, config.input_dim, Labels::Gaussian, 4).unwrap();
+        let reference = {
+            let net = Network::init(&config, &cpu()).unwrap();
+            grams(&net, data.inputs(), &cpu(), GramStrategy::Structured).unwrap()
+        };
+        let net = Network::init(&config, &wgpu()).unwrap();
+        for strategy in [GramStrategy::Structured, GramStrategy::Autodiff] {
+            let g = grams(&net, data.inputs(), &wgpu(), strategy).unwrap();
+            let name = config.kind_name();
+            for (a, b) in g.layers.iter().zip(&reference.layers) {
+                assert!(matrix_rel_err(a, b) < 1e-5, "{name} {strategy:?}");
+            }
+            // Products of f32 factors contracted in f64 on the host keep λ_min to f32 accuracy.
+            let (lg, lr) = (lambda_min(&g.total), lambda_min(&reference.total));
+            assert!(
+                (lg - lr).abs() < 1e-4 * lr,
+                "{name} {strategy:?}: {lg} vs {lr}"
+            );
+        }
+    }
+}
