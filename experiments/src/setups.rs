@@ -96,3 +96,63 @@ pub fn a_deep(
 pub fn kernel_step_size(theta: &faer::Mat<f64>) -> f64 {
     1.0 / overparam_analysis::Spectrum::of(theta).lambda_max()
 }
+
+/// The grid options shared by A's experiments (`deep_gram`, `depth_width`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DeepArgs {
+    /// Architectures.
+    #[arg(long, value_delimiter = ',', default_value = "fc,resnet")]
+    pub archs: Vec<DeepArch>,
+    /// Depths H (default: the experiment's full or quick grid, see its --help text above).
+    #[arg(long, value_delimiter = ',')]
+    pub depths: Option<Vec<usize>>,
+    /// Widths m (default: the experiment's full or quick grid).
+    #[arg(long, value_delimiter = ',')]
+    pub widths: Option<Vec<usize>>,
+    /// d, the input dimension.
+    #[arg(long, default_value_t = 10)]
+    pub d: usize,
+    /// σ (A asks for a smooth, analytic, non-polynomial activation).
+    #[arg(long, default_value = "softplus")]
+    pub activation: Activation,
+    /// c_res of the resnet (A §6).
+    #[arg(long, default_value_t = 0.5)]
+    pub c_res: f64,
+}
+
+/// One (seed, architecture, H, m) cell of an A grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeepCell {
+    /// Seed of data and init.
+    pub seed: u64,
+    /// fc or resnet.
+    pub arch: DeepArch,
+    /// H.
+    pub depth: usize,
+    /// m.
+    pub width: usize,
+}
+
+impl DeepArgs {
+    /// Every (seed, architecture, H, m), with the given defaults for H and m.
+    pub fn cells(&self, seeds: &[u64], depths: &[usize], widths: &[usize]) -> Vec<DeepCell> {
+        let depths = self.depths.as_deref().unwrap_or(depths);
+        let widths = self.widths.as_deref().unwrap_or(widths);
+        let mut cells = Vec::new();
+        for &seed in seeds {
+            for &arch in &self.archs {
+                for &depth in depths {
+                    for &width in widths {
+                        cells.push(DeepCell {
+                            seed,
+                            arch,
+                            depth,
+                            width,
+                        });
+                    }
+                }
+            }
+        }
+        cells
+    }
+}

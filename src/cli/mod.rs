@@ -28,6 +28,20 @@ pub enum Command {
     Gram(gram::GramArgs),
     /// Infinite-width kernels: B's H^inf (two_layer), A's K^(H) and the full NTK limit (fc, resnet).
     Kernel(kernel::KernelArgs),
+    /// Join the results folders of a sharded experiment sweep (`--shard i/n`) into one; then
+    /// run the experiment again without --shard on the joined folder to write its report.
+    Merge(MergeArgs),
+}
+
+/// `overparam merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The joined results folder (created if missing).
+    #[arg(long)]
+    pub into: std::path::PathBuf,
+    /// The shards' results folders.
+    #[arg(required = true)]
+    pub shards: Vec<std::path::PathBuf>,
 }
 
 /// The spectrum of one saved matrix, as written to `spectrum.json`.
@@ -91,5 +105,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Gram(args) => gram::run(&args),
         Command::Kernel(args) => kernel::run(&args),
+        Command::Merge(args) => {
+            let copied = overparam_experiments::store::merge(&args.into, &args.shards)?;
+            println!(
+                "merged {copied} runs from {} shard folders into {}",
+                args.shards.len(),
+                args.into.display()
+            );
+            Ok(())
+        }
     }
 }

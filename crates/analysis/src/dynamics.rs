@@ -139,8 +139,29 @@ impl DynamicsRecorder {
     }
 }
 
+/// Per layer, the fraction of (neuron, sample) pairs whose pattern `1{z ≥ 0}` differs between
+/// `initial` and `now` on inputs `x` (`n × d`); `None` for layers without a pattern
+/// (B §5 Fig. 1b, C §6.3 item 3).
+pub fn pattern_changes(initial: &Network, now: &Network, x: Tensor<2>) -> Vec<Option<f64>> {
+    let then = patterns(initial, x.clone());
+    changed_fraction(&patterns(now, x), &then)
+}
+
+type Patterns = Vec<Option<Vec<bool>>>;
+
+fn changed_fraction(now: &Patterns, then: &Patterns) -> Vec<Option<f64>> {
+    now.iter()
+        .zip(then)
+        .map(|(now, then)| {
+            let (now, then) = (now.as_ref()?, then.as_ref()?);
+            let changed = now.iter().zip(then).filter(|(a, b)| a != b).count();
+            Some(changed as f64 / now.len() as f64)
+        })
+        .collect()
+}
+
 /// `1{z ≥ 0}` of every hidden pre-activation `z^(h)` (row-major `n × m·p`), per layer.
-fn patterns(net: &Network, x: Tensor<2>) -> Vec<Option<Vec<bool>>> {
+fn patterns(net: &Network, x: Tensor<2>) -> Patterns {
     let config = net.config();
     let values = net.values();
     let trace = forward_traced(config, &values, x, None);
@@ -214,15 +235,7 @@ impl Observer for DynamicsRecorder {
             per_sqrt_m.push(fro / (m as f64).sqrt());
             max_neuron.push(max_row);
         }
-        let pattern_change = pats
-            .iter()
-            .zip(&initial.patterns)
-            .map(|(now, then)| {
-                let (now, then) = (now.as_ref()?, then.as_ref()?);
-                let changed = now.iter().zip(then).filter(|(a, b)| a != b).count();
-                Some(changed as f64 / now.len() as f64)
-            })
-            .collect();
+        let pattern_change = changed_fraction(&pats, &initial.patterns);
         let drift = &g.total - &initial.gram;
         self.records.push(Record {
             step: s.step,

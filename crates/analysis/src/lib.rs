@@ -7,7 +7,7 @@ pub mod gram;
 pub mod npy;
 pub mod spectrum;
 
-pub use dynamics::{DynamicsRecorder, Record};
+pub use dynamics::{DynamicsRecorder, Record, pattern_changes};
 pub use gram::{AnalysisError, GramStrategy, LayerGrams, grams};
 pub use npy::write_npy;
-pub use spectrum::{Spectrum, operator_norm};
+pub use spectrum::{Spectrum, operator_norm, spectral_norm};

@@ -64,6 +64,15 @@ pub fn operator_norm(g: &Mat<f64>) -> f64 {
     s.lambda_min().abs().max(s.lambda_max().abs())
 }
 
+/// `‖m‖₂` of any matrix: its largest singular value (C's layer-wise movement
+/// `‖W_l(k) − W_l(0)‖₂`, C Thm 5.3).
+pub fn spectral_norm(m: &Mat<f64>) -> f64 {
+    m.singular_values()
+        .expect("the SVD converges")
+        .into_iter()
+        .fold(0.0, f64::max)
+}
+
 /// λ_min of a symmetric matrix (eigenvalues only, cheaper than [`Spectrum::of`]).
 pub fn lambda_min(g: &Mat<f64>) -> f64 {
     g.self_adjoint_eigenvalues(Side::Lower)
@@ -96,6 +105,10 @@ mod tests {
         assert!((s.condition_number() - 6.0).abs() < 1e-8);
         assert!((lambda_min(&g) - 1e-3).abs() < 1e-10);
         assert!((operator_norm(&g) - 6e-3).abs() < 1e-10);
+        // Non-symmetric: [[0, 3], [0, 4]] has singular values 5 and 0.
+        let m = Mat::<f64>::from_fn(2, 2, |_, j| [0.0, 1.0][j] * if j == 1 { 1.0 } else { 0.0 });
+        let m = Mat::<f64>::from_fn(2, 2, |i, j| m[(i, j)] * [3.0, 4.0][i]);
+        assert!((spectral_norm(&m) - 5.0).abs() < 1e-12);
         // The top eigenvector is column 5 of Q (up to sign).
         let top = &s.top_eigenvectors(1)[0];
         let dot: f64 = (0..n).map(|i| top[i] * q[(i, 5)]).sum();

@@ -18,7 +18,7 @@ use overparam_data::{Labels, sphere};
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
-use overparam_experiments::setups::{DeepArch, a_deep, kernel_step_size};
+use overparam_experiments::setups::{DeepArch, DeepArgs, a_deep, kernel_step_size};
 use overparam_experiments::stats::{Spread, band_series, by_x, curves};
 use overparam_experiments::store::{ResultsDir, Table};
 use overparam_kernels::ntk_limit;
@@ -28,32 +28,17 @@ use overparam_train::{TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// A: fc vs resnet Gram matrices against their infinite-width limits.
+/// A: fc vs resnet Gram matrices against their infinite-width limits. Grid: H ∈ {2,4,8,16},
+/// m ∈ {64,…,2048}; with --quick H ∈ {2,4}, m ∈ {64,256,1024}.
 #[derive(Debug, Parser)]
 struct Args {
     #[command(flatten)]
     sweep: SweepArgs,
-    /// Architectures.
-    #[arg(long, value_delimiter = ',', default_value = "fc,resnet")]
-    archs: Vec<DeepArch>,
-    /// Depths H [default: 2,4,8,16; quick 2,4].
-    #[arg(long, value_delimiter = ',')]
-    depths: Option<Vec<usize>>,
-    /// Widths m [default: 64,…,2048; quick 64,256,1024].
-    #[arg(long, value_delimiter = ',')]
-    widths: Option<Vec<usize>>,
+    #[command(flatten)]
+    deep: DeepArgs,
     /// n [default: 50; quick 20].
     #[arg(long)]
     n: Option<usize>,
-    /// d.
-    #[arg(long, default_value_t = 10)]
-    d: usize,
-    /// σ (A asks for a smooth, analytic, non-polynomial activation).
-    #[arg(long, default_value = "softplus")]
-    activation: Activation,
-    /// c_res of the resnet (A §6).
-    #[arg(long, default_value_t = 0.5)]
-    c_res: f64,
     /// GD steps [default: 100; quick 40].
     #[arg(long)]
     steps: Option<usize>,
@@ -137,37 +122,31 @@ impl Experiment for DeepGram {
     fn grid(&self, sweep: &SweepArgs) -> Result<Vec<Point>> {
         let a = &self.args;
         let q = sweep.quick;
-        let depths = a
-            .depths
-            .clone()
-            .unwrap_or(if q { vec![2, 4] } else { vec![2, 4, 8, 16] });
-        let widths = a.widths.clone().unwrap_or(if q {
-            vec![64, 256, 1024]
+        let cells = if q {
+            a.deep.cells(&sweep.seeds(), &[2, 4], &[64, 256, 1024])
         } else {
-            vec![64, 128, 256, 512, 1024, 2048]
-        });
-        let mut grid = Vec::new();
-        for seed in sweep.seeds() {
-            for &arch in &a.archs {
-                for &depth in &depths {
-                    for &width in &widths {
-                        grid.push(Point {
-                            arch,
-                            depth,
-                            width,
-                            n: a.n.unwrap_or(if q { 20 } else { 50 }),
-                            d: a.d,
-                            activation: a.activation,
-                            c_res: a.c_res,
-                            steps: a.steps.unwrap_or(if q { 40 } else { 100 }),
-                            step_size: a.step_size,
-                            record_every: a.record_every.max(1),
-                            seed,
-                        });
-                    }
-                }
-            }
-        }
+            a.deep.cells(
+                &sweep.seeds(),
+                &[2, 4, 8, 16],
+                &[64, 128, 256, 512, 1024, 2048],
+            )
+        };
+        let grid = cells
+            .into_iter()
+            .map(|c| Point {
+                arch: c.arch,
+                depth: c.depth,
+                width: c.width,
+                n: a.n.unwrap_or(if q { 20 } else { 50 }),
+                d: a.deep.d,
+                activation: a.deep.activation,
+                c_res: a.deep.c_res,
+                steps: a.steps.unwrap_or(if q { 40 } else { 100 }),
+                step_size: a.step_size,
+                record_every: a.record_every.max(1),
+                seed: c.seed,
+            })
+            .collect();
         Ok(grid)
     }
 
