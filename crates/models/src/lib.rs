@@ -16,4 +16,4 @@ pub use activation::Activation;
 pub use config::{Architecture, ConfigError, Init, LayerKind, LayerSpec, ModelConfig};
 pub use io::{IoError, load_safetensors, save_safetensors};
 pub use network::{ConvLayout, Network, Trace, forward, forward_traced, initial_values};
-pub use quadrature::GaussHermite;
+pub use quadrature::{GaussHermite, GaussLegendre};

@@ -20,24 +20,32 @@ pub struct GaussHermite {
     pub weights: Vec<f64>,
 }
 
+/// Golub–Welsch: nodes and normalized weights of the Gauss rule whose monic orthogonal
+/// polynomials have the symmetric tridiagonal Jacobi matrix with zero diagonal and
+/// off-diagonal entries `off(k)`, k = 1..n−1.
+fn golub_welsch(n: usize, off: impl Fn(usize) -> f64) -> (Vec<f64>, Vec<f64>) {
+    assert!(n >= 1, "a Gauss rule needs at least one node");
+    let jacobi = Mat::<f64>::from_fn(n, n, |i, j| {
+        if i + 1 == j || j + 1 == i {
+            off(i.max(j))
+        } else {
+            0.0
+        }
+    });
+    let eig = jacobi
+        .self_adjoint_eigen(Side::Lower)
+        .expect("the Jacobi matrix is symmetric tridiagonal");
+    let nodes: Vec<f64> = (0..n).map(|k| eig.S().column_vector()[k]).collect();
+    let mut weights: Vec<f64> = (0..n).map(|k| eig.U()[(0, k)].powi(2)).collect();
+    let total: f64 = weights.iter().sum();
+    weights.iter_mut().for_each(|w| *w /= total);
+    (nodes, weights)
+}
+
 impl GaussHermite {
     /// The `n`-point rule (`n ≥ 1`).
     pub fn new(n: usize) -> Self {
-        assert!(n >= 1, "a Gauss–Hermite rule needs at least one node");
-        let jacobi = Mat::<f64>::from_fn(n, n, |i, j| {
-            if i + 1 == j || j + 1 == i {
-                (i.max(j) as f64).sqrt()
-            } else {
-                0.0
-            }
-        });
-        let eig = jacobi
-            .self_adjoint_eigen(Side::Lower)
-            .expect("the Jacobi matrix is symmetric tridiagonal");
-        let nodes: Vec<f64> = (0..n).map(|k| eig.S().column_vector()[k]).collect();
-        let mut weights: Vec<f64> = (0..n).map(|k| eig.U()[(0, k)].powi(2)).collect();
-        let total: f64 = weights.iter().sum();
-        weights.iter_mut().for_each(|w| *w /= total);
+        let (nodes, weights) = golub_welsch(n, |k| (k as f64).sqrt());
         Self { nodes, weights }
     }
 
@@ -57,6 +65,39 @@ impl GaussHermite {
     }
 }
 
+/// Gauss–Legendre rule on `[−1, 1]` (weights summing to 2), exact for polynomials of degree
+/// `≤ 2n − 1`; Golub–Welsch with off-diagonal `k / sqrt(4k² − 1)`.
+#[derive(Debug, Clone)]
+pub struct GaussLegendre {
+    /// Nodes in (−1, 1), increasing.
+    pub nodes: Vec<f64>,
+    /// Weights, summing to 2.
+    pub weights: Vec<f64>,
+}
+
+impl GaussLegendre {
+    /// The `n`-point rule (`n ≥ 1`).
+    pub fn new(n: usize) -> Self {
+        let (nodes, mut weights) = golub_welsch(n, |k| {
+            let k = k as f64;
+            k / (4.0 * k * k - 1.0).sqrt()
+        });
+        weights.iter_mut().for_each(|w| *w *= 2.0);
+        Self { nodes, weights }
+    }
+
+    /// `∫_lo^hi f(t) dt`.
+    pub fn integrate(&self, lo: f64, hi: f64, f: impl Fn(f64) -> f64) -> f64 {
+        let (mid, half) = (0.5 * (lo + hi), 0.5 * (hi - lo));
+        half * self
+            .nodes
+            .iter()
+            .zip(&self.weights)
+            .map(|(&t, &w)| w * f(mid + half * t))
+            .sum::<f64>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +112,14 @@ mod tests {
             assert!((got - expected).abs() < 1e-10 * expected, "k={k}: {got}");
         }
         assert!(rule.expect(|z| z.powi(3)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn legendre_integrates_polynomials_and_sine() {
+        let rule = GaussLegendre::new(10);
+        assert!((rule.integrate(0.0, 2.0, |t| t.powi(7)) - 32.0).abs() < 1e-12);
+        let sine = rule.integrate(0.0, std::f64::consts::PI, f64::sin);
+        assert!((sine - 2.0).abs() < 1e-12, "{sine}");
     }
 
     #[test]
