@@ -3,23 +3,23 @@
 use faer::Mat;
 use std::f64::consts::PI;
 
+/// `X Xᵀ` of the rows of `x` (`n × d`, row-major), by faer's matrix product.
+pub fn input_gram(x: &[f64], d: usize) -> Mat<f64> {
+    let n = x.len() / d;
+    let m = Mat::<f64>::from_fn(n, d, |i, c| x[i * d + c]);
+    &m * m.transpose()
+}
+
 /// The cosines `x_iᵀx_j / (‖x_i‖ ‖x_j‖)` of the rows of `x` (`n × d`, row-major).
 pub fn cosine_gram(x: &[f64], d: usize) -> Mat<f64> {
-    let rows: Vec<Vec<f64>> = x
+    let unit: Vec<f64> = x
         .chunks(d)
-        .map(|r| {
+        .flat_map(|r| {
             let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt();
-            r.iter().map(|v| v / norm).collect()
+            r.iter().map(move |v| v / norm)
         })
         .collect();
-    let n = rows.len();
-    Mat::from_fn(n, n, |i, j| {
-        rows[i]
-            .iter()
-            .zip(&rows[j])
-            .map(|(a, b)| a * b)
-            .sum::<f64>()
-    })
+    input_gram(&unit, d)
 }
 
 /// `H^∞_ij = E_{w~N(0,I)}[x_iᵀx_j 1{wᵀx_i ≥ 0, wᵀx_j ≥ 0}]` (B Assumption 3.1) in closed form

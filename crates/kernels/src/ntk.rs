@@ -81,25 +81,69 @@ impl Tabulated {
 /// Fast path: when every diagonal entry is the same q (unit-norm inputs keep it so at every
 /// layer), `f` depends on `K_ij` alone, so it is tabulated once per layer on [−q, q] and
 /// interpolated, instead of a 2-D quadrature per pair (matches direct evaluation to 1e-8).
-fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64) -> Mat<f64> {
+fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Mat<f64> {
     let n = k.nrows();
     let q = k[(0, 0)];
     let equal = (0..n).all(|i| (k[(i, i)] - q).abs() <= 1e-12 * q.abs());
     let table = (equal && n >= TABLE_MIN_N && q > 0.0).then(|| Tabulated::new(q, |c| f(q, q, c)));
-    let diagonal = table.as_ref().map(|_| f(q, q, q));
+    let value = |i: usize, j: usize| match &table {
+        Some(_) if i == j => f(q, q, q),
+        Some(t) => t.eval(k[(i, j)]),
+        None => f(k[(i, i)], k[(j, j)], k[(i, j)]),
+    };
+    // The lower triangle column by column (contiguous in faer's column-major storage), the
+    // columns shared out between threads, then mirrored.
     let mut out = Mat::<f64>::zeros(n, n);
-    for i in 0..n {
-        for j in 0..=i {
-            let v = match (&table, diagonal) {
-                (Some(_), Some(diag)) if i == j => diag,
-                (Some(t), _) => t.eval(k[(i, j)]),
-                _ => f(k[(i, i)], k[(j, j)], k[(i, j)]),
-            };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .min(n.max(1));
+    let columns: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let value = &value;
+                scope.spawn(move || {
+                    // Columns t, t + threads, …: balanced, since column j holds n − j entries.
+                    (t..n)
+                        .step_by(threads)
+                        .map(|j| (j..n).map(|i| value(i, j)).collect::<Vec<f64>>())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let per_thread: Vec<Vec<Vec<f64>>> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a kernel thread panicked"))
+            .collect();
+        let mut columns = vec![Vec::new(); n];
+        for (t, cols) in per_thread.into_iter().enumerate() {
+            for (c, col) in cols.into_iter().enumerate() {
+                columns[t + c * threads] = col;
+            }
+        }
+        columns
+    });
+    for (j, col) in columns.iter().enumerate() {
+        for (i, &v) in (j..n).zip(col) {
             out[(i, j)] = v;
-            out[(j, i)] = v;
         }
     }
+    mirror_lower(&mut out);
     out
+}
+
+/// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache.
+fn mirror_lower(m: &mut Mat<f64>) {
+    const TILE: usize = 64;
+    let n = m.nrows();
+    for jb in (0..n).step_by(TILE) {
+        for ib in (jb..n).step_by(TILE) {
+            for j in jb..(jb + TILE).min(n) {
+                for i in ib.max(j + 1)..(ib + TILE).min(n) {
+                    m[(j, i)] = m[(i, j)];
+                }
+            }
+        }
+    }
 }
 
 fn hadamard(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
@@ -186,9 +230,7 @@ pub fn ntk_limit(config: &ModelConfig, x: &[f64]) -> Result<NtkLimit, KernelErro
         return Err(KernelError::Inputs { got: x.len(), d });
     }
     let n = x.len() / d;
-    let x0 = Mat::from_fn(n, n, |i, j| {
-        (0..d).map(|c| x[i * d + c] * x[j * d + c]).sum::<f64>()
-    });
+    let x0 = crate::hinf::input_gram(x, d);
     let layers = match &config.arch {
         Architecture::Fc {
             depth, activation, ..
