@@ -43,7 +43,7 @@ pub fn quadrature(a: f64, b: f64, c: f64, g: impl Fn(f64) -> f64, h: impl Fn(f64
 /// `∫_0^∞ r^{1+k} e^{−r²/2} dr = 2^{k/2} Γ(1 + k/2)` for an integer `k ≥ 0`.
 fn radial_moment(k: u32) -> f64 {
     let half = k / 2;
-    let gamma = if k % 2 == 0 {
+    let gamma = if k.is_multiple_of(2) {
         // Γ(1 + j) = j!
         (1..=half).map(f64::from).product::<f64>()
     } else {
