@@ -64,10 +64,10 @@ pub struct SweepArgs {
     /// join the shards' folders with `overparam merge`.
     #[arg(long)]
     pub shard: Option<Shard>,
-    /// Results folder [default: results/<experiment>].
+    /// Results folder [default: results/<experiment>, results/<experiment>-quick with --quick].
     #[arg(long)]
     pub results: Option<PathBuf>,
-    /// Plots folder [default: plots/<experiment>].
+    /// Plots folder [default: plots/<experiment>, plots/<experiment>-quick with --quick].
     #[arg(long)]
     pub plots: Option<PathBuf>,
     /// No progress bars (logs and CI).
@@ -223,18 +223,23 @@ fn bars(sweep: &SweepArgs, runs: usize) -> (MultiProgress, ProgressBar) {
 /// is present, the report. Prints where everything went.
 pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()> {
     let name = experiment.name();
+    let folder = if sweep.quick {
+        format!("{name}-quick")
+    } else {
+        name.to_string()
+    };
     let dtype = sweep.dtype.as_deref().unwrap_or(experiment.default_dtype());
     let compute = Compute::parse(&sweep.device, dtype)?;
     let results = ResultsDir::new(
         sweep
             .results
             .clone()
-            .unwrap_or_else(|| Path::new("results").join(name)),
+            .unwrap_or_else(|| Path::new("results").join(&folder)),
     );
     let plots = sweep
         .plots
         .clone()
-        .unwrap_or_else(|| Path::new("plots").join(name));
+        .unwrap_or_else(|| Path::new("plots").join(&folder));
     let grid = experiment.grid(sweep)?;
     if grid.is_empty() {
         bail!("the grid of '{name}' is empty");
