@@ -313,8 +313,11 @@ impl Figure {
             .ok_or_else(|| PlotError::Empty(self.title.clone()).to_string())?;
         let (sx, sy) = (self.x_scale, self.y_scale);
         root.fill(&WHITE).map_err(s)?;
+        // Long titles shrink rather than run off the canvas (about 0.55 em per character).
+        let chars = self.title.chars().count().max(1) as f64;
+        let title_size = (SIZE.0 as f64 / (0.55 * chars)).clamp(12.0, 20.0);
         let mut chart = ChartBuilder::on(&root)
-            .caption(&self.title, (FONT, 20))
+            .caption(&self.title, (FONT, title_size))
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(72)
