@@ -163,7 +163,10 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
     run(TWO_LAYER, &reference, args);
 
     let dir = scratch("resume");
-    let mut child = command(TWO_LAYER, &dir, args).spawn().unwrap();
+    let mut child = command(TWO_LAYER, &dir, args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let runs = dir.join("results").join("runs");
     let count = || {
         std::fs::read_dir(&runs)

@@ -52,11 +52,10 @@ struct Tabulated {
 }
 
 impl Tabulated {
-    fn new(q: f64, f: impl Fn(f64) -> f64) -> Self {
+    fn new(q: f64, f: impl Fn(f64) -> f64 + Sync) -> Self {
         let step = 2.0 * q / (TABLE - 1) as f64;
-        let values = (0..TABLE)
-            .map(|i| f((-q + i as f64 * step).clamp(-q, q)))
-            .collect();
+        let node = |i: usize| f((-q + i as f64 * step).clamp(-q, q));
+        let values = parallel_map(TABLE, &node);
         Self { q, step, values }
     }
 
@@ -86,41 +85,17 @@ fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Mat<f64> {
     let q = k[(0, 0)];
     let equal = (0..n).all(|i| (k[(i, i)] - q).abs() <= 1e-12 * q.abs());
     let table = (equal && n >= TABLE_MIN_N && q > 0.0).then(|| Tabulated::new(q, |c| f(q, q, c)));
-    let value = |i: usize, j: usize| match &table {
-        Some(_) if i == j => f(q, q, q),
-        Some(t) => t.eval(k[(i, j)]),
-        None => f(k[(i, i)], k[(j, j)], k[(i, j)]),
+    let diagonal = table.as_ref().map(|_| f(q, q, q));
+    let value = |i: usize, j: usize| match (&table, diagonal) {
+        (Some(_), Some(diag)) if i == j => diag,
+        (Some(t), _) => t.eval(k[(i, j)]),
+        _ => f(k[(i, i)], k[(j, j)], k[(i, j)]),
     };
     // The lower triangle column by column (contiguous in faer's column-major storage), the
     // columns shared out between threads, then mirrored.
     let mut out = Mat::<f64>::zeros(n, n);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .min(n.max(1));
-    let columns: Vec<Vec<f64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let value = &value;
-                scope.spawn(move || {
-                    // Columns t, t + threads, …: balanced, since column j holds n − j entries.
-                    (t..n)
-                        .step_by(threads)
-                        .map(|j| (j..n).map(|i| value(i, j)).collect::<Vec<f64>>())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let per_thread: Vec<Vec<Vec<f64>>> = handles
-            .into_iter()
-            .map(|h| h.join().expect("a kernel thread panicked"))
-            .collect();
-        let mut columns = vec![Vec::new(); n];
-        for (t, cols) in per_thread.into_iter().enumerate() {
-            for (c, col) in cols.into_iter().enumerate() {
-                columns[t + c * threads] = col;
-            }
-        }
-        columns
+    let columns = parallel_map(n, &|j: usize| {
+        (j..n).map(|i| value(i, j)).collect::<Vec<f64>>()
     });
     for (j, col) in columns.iter().enumerate() {
         for (i, &v) in (j..n).zip(col) {
@@ -129,6 +104,26 @@ fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Mat<f64> {
     }
     mirror_lower(&mut out);
     out
+}
+
+/// `[f(0), …, f(len − 1)]`, the indices dealt round-robin to one thread per core (so that
+/// columns of decreasing length stay balanced).
+fn parallel_map<T: Send>(len: usize, f: &(impl Fn(usize) -> T + Sync)) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, len.max(1));
+    let mut parts: Vec<std::vec::IntoIter<T>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| scope.spawn(move || (t..len).step_by(threads).map(f).collect::<Vec<T>>()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a kernel thread panicked").into_iter())
+            .collect()
+    });
+    (0..len)
+        .map(|i| parts[i % threads].next().expect("every index was computed"))
+        .collect()
 }
 
 /// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache.
