@@ -230,6 +230,9 @@ pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()>
     };
     let dtype = sweep.dtype.as_deref().unwrap_or(experiment.default_dtype());
     let compute = Compute::parse(&sweep.device, dtype)?;
+    if let Some(note) = compute.host_note() {
+        eprintln!("{note}");
+    }
     let results = ResultsDir::new(
         sweep
             .results

@@ -167,7 +167,11 @@ pub struct ComputeArgs {
 impl ComputeArgs {
     /// The validated backend/precision pair.
     pub fn compute(&self) -> anyhow::Result<Compute> {
-        Ok(Compute::parse(&self.device, &self.dtype)?)
+        let compute = Compute::parse(&self.device, &self.dtype)?;
+        if let Some(note) = compute.host_note() {
+            eprintln!("{note}");
+        }
+        Ok(compute)
     }
 }
 

@@ -233,6 +233,16 @@ impl Compute {
         self.device.clone().autodiff()
     }
 
+    /// What runs off this device by design, to print once per run (`None` on the CPU): on a
+    /// GPU the forward and backward passes run on the device in f32, while Gram contractions,
+    /// eigenvalues and infinite-width kernels run on the host in f64.
+    pub fn host_note(&self) -> Option<&'static str> {
+        (self.backend == BackendKind::Wgpu).then_some(
+            "note: on wgpu, forward/backward passes run on the GPU in f32; Gram contractions, \
+             eigenvalues and infinite-width kernels run on the host in f64 by design",
+        )
+    }
+
     /// A rank-`D` tensor in this precision from row-major f64 values.
     ///
     /// # Panics
