@@ -21,30 +21,55 @@ fn log_slope(x: &[f64], y: &[f64]) -> f64 {
     cov / var
 }
 
+/// The input dimension and the architecture at width m: A's fc and resnet on d = 5, and the
+/// conv ResNet on 2 channels × 5 positions (1-D patches of 3, zero padding).
+fn architecture(kind: &str, width: usize, activation: Activation) -> (usize, Architecture) {
+    match kind {
+        "fc" => (
+            5,
+            Architecture::Fc {
+                depth: 3,
+                width,
+                activation,
+            },
+        ),
+        "resnet" => (
+            5,
+            Architecture::Resnet {
+                depth: 3,
+                width,
+                activation,
+                c_res: 0.5,
+            },
+        ),
+        _ => (
+            10,
+            Architecture::ConvResnet {
+                depth: 3,
+                width,
+                activation,
+                c_res: 0.5,
+                channels: 2,
+                spatial: vec![5],
+                kernel: 3,
+            },
+        ),
+    }
+}
+
 #[test]
 fn finite_width_grams_approach_the_limit_at_rate_one_over_sqrt_m() {
     let compute = Compute::cpu_f64().unwrap();
-    let data = sphere(8, 5, Labels::Gaussian, 11).unwrap();
     let widths = [128usize, 256, 512, 1024, 2048];
     let seeds = 0..4u64;
     for activation in [Activation::Softplus, Activation::Relu] {
-        for resnet in [false, true] {
-            let arch = |width| match resnet {
-                false => Architecture::Fc {
-                    depth: 3,
-                    width,
-                    activation,
-                },
-                true => Architecture::Resnet {
-                    depth: 3,
-                    width,
-                    activation,
-                    c_res: 0.5,
-                },
-            };
+        for kind in ["fc", "resnet", "conv_resnet"] {
+            let arch = |width| architecture(kind, width, activation).1;
+            let d = architecture(kind, 1, activation).0;
+            let data = sphere(8, d, Labels::Gaussian, 11).unwrap();
             let limit = ntk_limit(
                 &ModelConfig {
-                    input_dim: 5,
+                    input_dim: d,
                     arch: arch(1),
                     seed: 0,
                 },
@@ -56,7 +81,7 @@ fn finite_width_grams_approach_the_limit_at_rate_one_over_sqrt_m() {
                 let (mut last, mut total) = (0.0, 0.0);
                 for seed in seeds.clone() {
                     let config = ModelConfig {
-                        input_dim: 5,
+                        input_dim: d,
                         arch: arch(width),
                         seed,
                     };
@@ -70,7 +95,7 @@ fn finite_width_grams_approach_the_limit_at_rate_one_over_sqrt_m() {
                 err_total.push(total / seeds.clone().count() as f64);
             }
             let m: Vec<f64> = widths.iter().map(|&w| w as f64).collect();
-            let name = format!("{} {activation}", if resnet { "resnet" } else { "fc" });
+            let name = format!("{kind} {activation}");
             for (what, err) in [("G^(H)", &err_last), ("G", &err_total)] {
                 let slope = log_slope(&m, err);
                 println!("{name} {what}: slope {slope:.3}, mean errors {err:?}");

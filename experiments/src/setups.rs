@@ -1,7 +1,13 @@
 //! The papers' standard setups, shared by experiments and benchmarks.
 
-use overparam_data::{DataError, Dataset, Labels, sphere};
+use anyhow::Context;
+use overparam_data::{
+    DataError, Dataset, FASHION_MNIST_DIR, Labels, Prepare, Split, TargetEncoding,
+    read_mnist_layout, sphere,
+};
 use overparam_models::{Activation, Architecture, ModelConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// B §5 (Fig. 1): n points uniform on the unit sphere in R^d with labels y ~ N(0, 1), and the
 /// two-layer ReLU net of width m (first layer trained, ±1 output frozen).
@@ -37,36 +43,42 @@ pub fn gram_benchmark(n: usize, m: usize) -> Result<(Dataset, ModelConfig), Data
     Ok((data, config))
 }
 
-/// A's two deep architectures compared throughout its §5–§6.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
+/// A's deep architectures: the two compared throughout its §5–§6, and the conv ResNet of §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
 pub enum DeepArch {
     /// A §5, eq. 2.
     Fc,
     /// A §6, with `c_res`.
     Resnet,
+    /// A §7 on single-channel square images: 3 × 3 patches (q = 9), zero padding, `c_res`.
+    #[value(name = "conv_resnet")]
+    ConvResnet,
 }
 
 impl DeepArch {
+    /// Every architecture, in the order of legends and colours.
+    pub const ALL: [DeepArch; 3] = [DeepArch::Fc, DeepArch::Resnet, DeepArch::ConvResnet];
+
     /// The short name used in ids and legends.
     pub fn name(self) -> &'static str {
         match self {
             DeepArch::Fc => "fc",
             DeepArch::Resnet => "resnet",
+            DeepArch::ConvResnet => "conv_resnet",
         }
     }
 }
 
-/// A's fc or resnet net with H = `depth` hidden layers of width m on inputs of dimension d.
+/// A's fc, resnet or conv ResNet with H = `depth` hidden layers of width m (channels) on inputs
+/// of shape `shape` (`[d]` for fc and resnet, `[channels, height, width]` for conv_resnet).
 pub fn a_deep(
     arch: DeepArch,
     depth: usize,
     width: usize,
     activation: Activation,
     c_res: f64,
-    d: usize,
+    shape: &[usize],
     seed: u64,
 ) -> ModelConfig {
     let arch = match arch {
@@ -81,11 +93,109 @@ pub fn a_deep(
             activation,
             c_res,
         },
+        DeepArch::ConvResnet => Architecture::ConvResnet {
+            depth,
+            width,
+            activation,
+            c_res,
+            channels: shape[0],
+            spatial: shape[1..].to_vec(),
+            kernel: 3,
+        },
     };
     ModelConfig {
-        input_dim: d,
+        input_dim: shape.iter().product(),
         arch,
         seed,
+    }
+}
+
+/// The images of A's conv ResNet runs (A §7 assumes `‖x_i‖_F = 1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageSource {
+    /// Gaussian pixels scaled to unit Frobenius norm, targets y ~ N(0, 1).
+    Synthetic,
+    /// Fashion-MNIST sandals (5) vs sneakers (7), average-pooled to the image side, unit
+    /// Frobenius norm, targets ±1.
+    FashionMnist,
+}
+
+/// The data of A's runs: fc and resnet take n points uniform on the unit sphere in R^d with
+/// y ~ N(0, 1) (A §3: `‖x_i‖ = 1`, `|y_i| = O(1)`); conv_resnet takes n single-channel square
+/// images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+pub struct DeepData {
+    /// d, the input dimension of fc and resnet.
+    #[arg(long, default_value_t = 10)]
+    pub d: usize,
+    /// Images of conv_resnet.
+    #[arg(long, value_enum, default_value = "synthetic")]
+    pub images: ImageSource,
+    /// Side of conv_resnet's images (p = side² positions; Fashion-MNIST: a divisor of 28).
+    #[arg(long, default_value_t = 4)]
+    pub image_side: usize,
+    /// Folder with the Fashion-MNIST IDX files (for --images fashion-mnist).
+    #[arg(long, default_value = FASHION_MNIST_DIR)]
+    pub fashion_dir: PathBuf,
+}
+
+impl DeepData {
+    /// For titles: `d=10`, and the images when conv_resnet is among `archs`.
+    pub fn describe(&self, archs: impl IntoIterator<Item = DeepArch>) -> String {
+        let side = self.image_side;
+        let images = match self.images {
+            ImageSource::Synthetic => "Gaussian",
+            ImageSource::FashionMnist => "Fashion-MNIST",
+        };
+        let (dense, conv) = archs.into_iter().fold((false, false), |(d, c), a| {
+            (
+                d || a != DeepArch::ConvResnet,
+                c || a == DeepArch::ConvResnet,
+            )
+        });
+        match (dense, conv) {
+            (true, true) => format!("d={}; conv: {side}×{side} {images} images", self.d),
+            (false, true) => format!("{side}×{side} {images} images"),
+            _ => format!("d={}", self.d),
+        }
+    }
+
+    /// The n samples of one run of `arch`, drawn with `seed`.
+    pub fn samples(&self, arch: DeepArch, n: usize, seed: u64) -> anyhow::Result<Dataset> {
+        let side = self.image_side;
+        match (arch, self.images) {
+            (DeepArch::Fc | DeepArch::Resnet, _) => Ok(sphere(n, self.d, Labels::Gaussian, seed)?),
+            (DeepArch::ConvResnet, ImageSource::Synthetic) => {
+                Ok(sphere(n, side * side, Labels::Gaussian, seed)?
+                    .with_shape(vec![1, side, side])?)
+            }
+            (DeepArch::ConvResnet, ImageSource::FashionMnist) => {
+                let images =
+                    read_mnist_layout(&self.fashion_dir, Split::Train).with_context(|| {
+                        format!(
+                            "reading Fashion-MNIST from {} (install it with `apt-get install \
+                         dataset-fashion-mnist`, pass --fashion-dir, or use --images synthetic)",
+                            self.fashion_dir.display()
+                        )
+                    })?;
+                let factor = images.shape[1] / side.max(1);
+                let pooled = images.pool(factor)?;
+                anyhow::ensure!(
+                    pooled.shape[1..] == [side, side],
+                    "--image-side {side} does not divide the {:?} Fashion-MNIST images",
+                    images.shape
+                );
+                Ok(pooled.prepare(&Prepare {
+                    classes: Some(vec![5, 7]),
+                    n: Some(n),
+                    seed,
+                    keep_channels: true,
+                    encoding: TargetEncoding::Sign,
+                    ..Prepare::default()
+                })?)
+            }
+        }
     }
 }
 
@@ -100,7 +210,8 @@ pub fn kernel_step_size(theta: &faer::Mat<f64>) -> f64 {
 /// The grid options shared by A's experiments (`deep_gram`, `depth_width`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct DeepArgs {
-    /// Architectures.
+    /// Architectures (conv_resnet: A §7 on the images of --images; q·m² weights per layer,
+    /// so give it smaller widths).
     #[arg(long, value_delimiter = ',', default_value = "fc,resnet")]
     pub archs: Vec<DeepArch>,
     /// Depths H (default: the experiment's full or quick grid, see its --help text above).
@@ -109,9 +220,9 @@ pub struct DeepArgs {
     /// Widths m (default: the experiment's full or quick grid).
     #[arg(long, value_delimiter = ',')]
     pub widths: Option<Vec<usize>>,
-    /// d, the input dimension.
-    #[arg(long, default_value_t = 10)]
-    pub d: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub data: DeepData,
     /// σ (A asks for a smooth, analytic, non-polynomial activation).
     #[arg(long, default_value = "softplus")]
     pub activation: Activation,
@@ -120,39 +231,85 @@ pub struct DeepArgs {
     pub c_res: f64,
 }
 
-/// One (seed, architecture, H, m) cell of an A grid.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DeepCell {
-    /// Seed of data and init.
-    pub seed: u64,
-    /// fc or resnet.
+/// One run of an A grid: (seed, architecture, H, m) and the shared setup.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeepRun {
+    /// fc, resnet or conv_resnet.
     pub arch: DeepArch,
     /// H.
     pub depth: usize,
     /// m.
     pub width: usize,
+    /// n.
+    pub n: usize,
+    /// Where the samples come from.
+    pub data: DeepData,
+    /// σ.
+    pub activation: Activation,
+    /// c_res.
+    pub c_res: f64,
+    /// Seed of data and init.
+    pub seed: u64,
+}
+
+impl DeepRun {
+    /// The samples and the model of this run.
+    pub fn setup(&self) -> anyhow::Result<(Dataset, ModelConfig)> {
+        let data = self.data.samples(self.arch, self.n, self.seed)?;
+        let config = a_deep(
+            self.arch,
+            self.depth,
+            self.width,
+            self.activation,
+            self.c_res,
+            data.shape(),
+            self.seed,
+        );
+        Ok((data, config))
+    }
+
+    /// `fc_H2_m64_seed0`, the run's id in a sweep.
+    pub fn id(&self) -> String {
+        format!(
+            "{}_H{}_m{}_seed{}",
+            self.arch.name(),
+            self.depth,
+            self.width,
+            self.seed
+        )
+    }
 }
 
 impl DeepArgs {
-    /// Every (seed, architecture, H, m), with the given defaults for H and m.
-    pub fn cells(&self, seeds: &[u64], depths: &[usize], widths: &[usize]) -> Vec<DeepCell> {
+    /// Every (seed, architecture, H, m) on n samples, with the given defaults for H and m.
+    pub fn runs(
+        &self,
+        seeds: &[u64],
+        depths: &[usize],
+        widths: &[usize],
+        n: usize,
+    ) -> Vec<DeepRun> {
         let depths = self.depths.as_deref().unwrap_or(depths);
         let widths = self.widths.as_deref().unwrap_or(widths);
-        let mut cells = Vec::new();
+        let mut runs = Vec::new();
         for &seed in seeds {
             for &arch in &self.archs {
                 for &depth in depths {
                     for &width in widths {
-                        cells.push(DeepCell {
-                            seed,
+                        runs.push(DeepRun {
                             arch,
                             depth,
                             width,
+                            n,
+                            data: self.data.clone(),
+                            activation: self.activation,
+                            c_res: self.c_res,
+                            seed,
                         });
                     }
                 }
             }
         }
-        cells
+        runs
     }
 }

@@ -22,7 +22,7 @@ pub struct KernelArgs {
     pub out: PathBuf,
 }
 
-/// Runs `overparam kernel`: B's H^∞ for two_layer; for fc and resnet, A's K^(H) (the entry of
+/// Runs `overparam kernel`: B's H^∞ for two_layer; for fc, resnet and conv_resnet, A's K^(H) (the entry of
 /// the last hidden layer) and the limits of every layer's Gram and of their sum.
 pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;

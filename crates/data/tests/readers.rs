@@ -238,3 +238,30 @@ fn random_bytes_never_panic() {
         assert!(std::panic::catch_unwind(|| parse_cifar10(&bytes, path)).is_ok());
     }
 }
+
+#[test]
+fn pooling_averages_blocks_per_channel() {
+    // 2 images of 2 channels × 4 × 6, pooled by 2: each output pixel is the mean of its block.
+    let set = random_images(2, &[2, 4, 6], 3, 4).unwrap();
+    let pooled = set.pool(2).unwrap();
+    assert_eq!(pooled.shape, vec![2, 2, 3]);
+    assert_eq!(pooled.labels, set.labels);
+    let pixel =
+        |img: usize, c: usize, y: usize, x: usize| set.pixels[img * 48 + c * 24 + y * 6 + x];
+    for img in 0..2 {
+        for c in 0..2 {
+            for y in 0..2 {
+                for x in 0..3 {
+                    let block = pixel(img, c, 2 * y, 2 * x)
+                        + pixel(img, c, 2 * y + 1, 2 * x)
+                        + pixel(img, c, 2 * y, 2 * x + 1)
+                        + pixel(img, c, 2 * y + 1, 2 * x + 1);
+                    let got = pooled.pixels[img * 12 + c * 6 + y * 3 + x];
+                    assert!((got - block / 4.0).abs() < 1e-12);
+                }
+            }
+        }
+    }
+    let err = set.pool(4).unwrap_err();
+    assert!(err.to_string().contains("cannot pool 4 × 6"), "{err}");
+}

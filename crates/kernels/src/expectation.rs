@@ -1,5 +1,6 @@
 //! `E_{(u,v)~N(0,Λ)}[g(u) h(v)]` for a 2 × 2 covariance `Λ = [[a, c], [c, b]]`.
 
+use crate::pairwise::Evaluation;
 use overparam_models::{Activation, GaussHermite, GaussLegendre};
 use std::f64::consts::PI;
 use std::sync::OnceLock;
@@ -104,6 +105,14 @@ impl GaussianPair {
     /// Expectations of `activation`.
     pub fn new(activation: Activation) -> Self {
         Self { activation }
+    }
+
+    /// Whether the pairwise maps evaluate closed forms (ReLU) or tabulate quadratures.
+    pub(crate) fn evaluation(&self) -> Evaluation {
+        match self.activation {
+            Activation::Relu => Evaluation::Direct,
+            _ => Evaluation::Tabulate,
+        }
     }
 
     /// `E[σ(u) σ(v)]`; for ReLU the arc-cosine closed form

@@ -1,14 +1,18 @@
 //! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
 
 use crate::expectation::GaussianPair;
+use crate::pairwise::{pairwise, zip_map};
+use crate::patches::Patches;
 use faer::Mat;
-use overparam_models::{Activation, Architecture, ModelConfig};
+use overparam_models::{Architecture, ModelConfig};
 
 /// Errors of the kernel computations.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum KernelError {
     /// No limit is implemented for this architecture yet.
-    #[error("the infinite-width limit of the {0} model is not implemented (fc and resnet are)")]
+    #[error(
+        "the infinite-width limit of the {0} model is not implemented (fc, resnet and conv_resnet are)"
+    )]
     Unsupported(&'static str),
     /// The inputs do not match the model.
     #[error("{got} input values do not make samples of dimension d = {d}")]
@@ -38,206 +42,193 @@ impl NtkLimit {
     }
 }
 
-/// Grid points of the tabulated fast path (4-point interpolation error ~h⁴, below 1e-9 here).
-const TABLE: usize = 257;
-/// Below this many samples the direct evaluation is cheaper than building a table.
-const TABLE_MIN_N: usize = 48;
-
-/// A function of the covariance `c ∈ [−q, q]` at a fixed diagonal q, tabulated on a uniform
-/// grid and read with 4-point Lagrange interpolation.
-struct Tabulated {
-    q: f64,
-    step: f64,
-    values: Vec<f64>,
+/// One hidden layer of A's general framework (App. E, Def. E.1):
+/// `x^(h) = [x^(h−1) if skip] + sqrt(scale/m) σ(W^(h) φ(x^(h−1)))`, so `scale = c_σ` for fc
+/// layers and A's first residual layer, `(c_res/H)²` for residual branches.
+#[derive(Debug, Clone, Copy)]
+struct Layer {
+    skip: bool,
+    scale: f64,
 }
 
-impl Tabulated {
-    fn new(q: f64, f: impl Fn(f64) -> f64 + Sync) -> Self {
-        let step = 2.0 * q / (TABLE - 1) as f64;
-        let node = |i: usize| f((-q + i as f64 * step).clamp(-q, q));
-        let values = parallel_map(TABLE, &node);
-        Self { q, step, values }
-    }
-
-    fn eval(&self, c: f64) -> f64 {
-        let t = ((c.clamp(-self.q, self.q) + self.q) / self.step).clamp(0.0, (TABLE - 1) as f64);
-        let i = (t.floor() as usize).clamp(1, TABLE - 3);
-        let s = t - i as f64;
-        let v = &self.values[i - 1..i + 3];
-        // Lagrange weights of nodes −1, 0, 1, 2 at s.
-        let w = [
-            -s * (s - 1.0) * (s - 2.0) / 6.0,
-            (s + 1.0) * (s - 1.0) * (s - 2.0) / 2.0,
-            -(s + 1.0) * s * (s - 2.0) / 2.0,
-            (s + 1.0) * s * (s - 1.0) / 6.0,
-        ];
-        w.iter().zip(v).map(|(w, v)| w * v).sum()
-    }
+/// A model's recursion: its layers, positions and activation.
+struct Recursion {
+    layers: Vec<Layer>,
+    patches: Patches,
+    pair: GaussianPair,
 }
 
-/// `Λ_ij = [[K_ii, K_ij], [K_ij, K_jj]]`, the map `f(Λ_ij)` over all pairs (symmetric).
-///
-/// Fast path: when every diagonal entry is the same q (unit-norm inputs keep it so at every
-/// layer), `f` depends on `K_ij` alone, so it is tabulated once per layer on [−q, q] and
-/// interpolated, instead of a 2-D quadrature per pair (matches direct evaluation to 1e-8).
-fn pairwise(k: &Mat<f64>, f: impl Fn(f64, f64, f64) -> f64 + Sync) -> Mat<f64> {
-    let n = k.nrows();
-    let q = k[(0, 0)];
-    let equal = (0..n).all(|i| (k[(i, i)] - q).abs() <= 1e-12 * q.abs());
-    let table = (equal && n >= TABLE_MIN_N && q > 0.0).then(|| Tabulated::new(q, |c| f(q, q, c)));
-    let diagonal = table.as_ref().map(|_| f(q, q, q));
-    let value = |i: usize, j: usize| match (&table, diagonal) {
-        (Some(_), Some(diag)) if i == j => diag,
-        (Some(t), _) => t.eval(k[(i, j)]),
-        _ => f(k[(i, i)], k[(j, j)], k[(i, j)]),
-    };
-    // The lower triangle column by column (contiguous in faer's column-major storage), the
-    // columns shared out between threads, then mirrored.
-    let mut out = Mat::<f64>::zeros(n, n);
-    let columns = parallel_map(n, &|j: usize| {
-        (j..n).map(|i| value(i, j)).collect::<Vec<f64>>()
-    });
-    for (j, col) in columns.iter().enumerate() {
-        for (i, &v) in (j..n).zip(col) {
-            out[(i, j)] = v;
-        }
-    }
-    mirror_lower(&mut out);
-    out
+/// What the forward recursion leaves for the backward one, per hidden layer h: the
+/// pre-activation covariance `C^(h) = Φ(Σ^(h−1))` and `Ė^(h) = E[σ'(u)σ'(v)]` under it; and
+/// `Σ^(H)`, the covariance of the last hidden layer.
+struct Forward {
+    pre: Vec<Mat<f64>>,
+    edot: Vec<Mat<f64>>,
+    last: Mat<f64>,
 }
 
-/// `[f(0), …, f(len − 1)]`, the indices dealt round-robin to one thread per core (so that
-/// columns of decreasing length stay balanced).
-fn parallel_map<T: Send>(len: usize, f: &(impl Fn(usize) -> T + Sync)) -> Vec<T> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .clamp(1, len.max(1));
-    let mut parts: Vec<std::vec::IntoIter<T>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| scope.spawn(move || (t..len).step_by(threads).map(f).collect::<Vec<T>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a kernel thread panicked").into_iter())
-            .collect()
-    });
-    (0..len)
-        .map(|i| parts[i % threads].next().expect("every index was computed"))
+/// `f(M_ii)` for every i, evaluated once per distinct diagonal value (one value for unit-norm
+/// inputs to fc and resnet, at most one per sample and position for conv nets).
+fn diagonal_map(m: &Mat<f64>, f: impl Fn(f64) -> f64) -> Vec<f64> {
+    let mut seen = std::collections::HashMap::new();
+    (0..m.nrows())
+        .map(|i| {
+            let a = m[(i, i)];
+            *seen.entry(a.to_bits()).or_insert_with(|| f(a))
+        })
         .collect()
 }
 
-/// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache.
-fn mirror_lower(m: &mut Mat<f64>) {
-    const TILE: usize = 64;
-    let n = m.nrows();
-    for jb in (0..n).step_by(TILE) {
-        for ib in (jb..n).step_by(TILE) {
-            for j in jb..(jb + TILE).min(n) {
-                for i in ib.max(j + 1)..(ib + TILE).min(n) {
-                    m[(j, i)] = m[(i, j)];
-                }
+impl Recursion {
+    fn new(config: &ModelConfig) -> Result<Self, KernelError> {
+        let (depth, activation, residual, patches) = match &config.arch {
+            Architecture::Fc {
+                depth, activation, ..
+            } => (*depth, *activation, None, Patches::dense()),
+            Architecture::Resnet {
+                depth,
+                activation,
+                c_res,
+                ..
+            } => (*depth, *activation, Some(*c_res), Patches::dense()),
+            Architecture::ConvResnet {
+                depth,
+                activation,
+                c_res,
+                spatial,
+                kernel,
+                ..
+            } => (
+                *depth,
+                *activation,
+                Some(*c_res),
+                Patches::conv(spatial, *kernel),
+            ),
+            _ => return Err(KernelError::Unsupported(config.kind_name())),
+        };
+        let c = activation.c_sigma();
+        let layers = (1..=depth)
+            .map(|h| match residual {
+                Some(c_res) if h >= 2 => Layer {
+                    skip: true,
+                    scale: (c_res / depth as f64).powi(2),
+                },
+                _ => Layer {
+                    skip: false,
+                    scale: c,
+                },
+            })
+            .collect();
+        Ok(Self {
+            layers,
+            patches,
+            pair: GaussianPair::new(activation),
+        })
+    }
+
+    /// Forward covariances (Def. 5.1, 6.1, 7.1 in the form of Def. E.1, papers.md §1.4):
+    /// `C^(h) = Φ(Σ^(h−1))`, `μ^(h)_i = E_{u~N(0, C^(h)_ii)} σ(u)`, and
+    /// `Σ^(h) = s E[σ(u)σ(v)]`, `b^(h) = sqrt(s) μ` for a layer without skip;
+    /// `Σ^(h) = Σ^(h−1) + sqrt(s)(b_i μ_j + μ_i b_j) + s E[σ(u)σ(v)]`, `b^(h) = b^(h−1) + sqrt(s) μ`
+    /// with a skip; `(u, v) ~ N(0, [[C_ii, C_ij], [C_ij, C_jj]])`, indices (sample, position).
+    fn forward(&self, sigma0: Mat<f64>) -> Forward {
+        let pair = self.pair;
+        let how = pair.evaluation();
+        let np = sigma0.nrows();
+        let (mut pre, mut edot) = (Vec::new(), Vec::new());
+        let mut sigma = sigma0;
+        let mut bias = vec![0.0; np];
+        for layer in &self.layers {
+            let c = self.patches.patch(&sigma).into_owned();
+            let (s, root) = (layer.scale, layer.scale.sqrt());
+            let branch = pairwise(&c, how, |a, b, cov| s * pair.sigma_sigma(a, b, cov));
+            let mu = diagonal_map(&c, |a| pair.mean(a));
+            if layer.skip {
+                sigma = zip_map([&sigma, &branch], |i, j, [prev, branch]| {
+                    prev + root * (bias[i] * mu[j] + mu[i] * bias[j]) + branch
+                });
+                bias.iter_mut().zip(&mu).for_each(|(b, m)| *b += root * m);
+            } else {
+                sigma = branch;
+                bias = mu.iter().map(|m| root * m).collect();
+            }
+            edot.push(pairwise(&c, how, |a, b, cov| pair.dsigma_dsigma(a, b, cov)));
+            pre.push(c);
+        }
+        Forward {
+            pre,
+            edot,
+            last: sigma,
+        }
+    }
+
+    /// The limit of `G^(h)(0)`: `s Σ_{l,l'} C^(h) ∘ Ė^(h) ∘ Γ^(h)` summed over position pairs,
+    /// where `Γ^(h)` is the covariance of the backprop signal `∂f/∂x^(h)` (scaled by 1/m).
+    fn layer_limit(&self, h: usize, forward: &Forward, gamma: &Mat<f64>) -> Mat<f64> {
+        let s = self.layers[h].scale;
+        let product = zip_map(
+            [&forward.pre[h], &forward.edot[h], gamma],
+            |_, _, [c, e, g]| s * c * e * g,
+        );
+        self.patches.block_sum(product)
+    }
+
+    /// Backward recursion: `Γ^(H) = δ_{ll'}` (the read-out a ~ N(0, 1) at every channel and
+    /// position), `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`; the limits of
+    /// every layer's Gram, the read-out's being `Σ_l Σ^(H)_{(i,l),(j,l)}`.
+    fn backward(&self, forward: Forward) -> Vec<Mat<f64>> {
+        let np = forward.last.nrows();
+        let n = np / self.patches.positions();
+        let depth = self.layers.len();
+        let mut gamma = self.patches.aligned(n);
+        let mut limits = vec![Mat::<f64>::zeros(0, 0); depth + 1];
+        for h in (0..depth).rev() {
+            limits[h] = self.layer_limit(h, &forward, &gamma);
+            if h > 0 {
+                let layer = self.layers[h];
+                let skip = f64::from(u8::from(layer.skip));
+                gamma = if self.patches.is_dense() {
+                    zip_map([&forward.edot[h], &gamma], |_, _, [e, g]| {
+                        skip * g + layer.scale * e * g
+                    })
+                } else {
+                    let signal = zip_map([&forward.edot[h], &gamma], |_, _, [e, g]| e * g);
+                    let branch = self.patches.patch(&signal);
+                    zip_map([&gamma, &branch], |_, _, [g, b]| skip * g + layer.scale * b)
+                };
             }
         }
+        limits[depth] = self.patches.block_trace(forward.last);
+        limits
     }
-}
 
-fn hadamard(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
-    Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[(i, j)] * b[(i, j)])
-}
-
-/// FC (A Def. 5.1): `Σ^(0) = XXᵀ`, `Σ^(h) = c_σ E[σ(u)σ(v)]`, `Σ̇^(h) = c_σ E[σ'(u)σ'(v)]`
-/// with `(u, v) ~ N(0, Λ(Σ^(h−1)))`. Backprop signals multiply: `β^(H) = Σ̇^(H)`,
-/// `β^(h) = β^(h+1) ∘ Σ̇^(h)`; the layer limits are `G^(h) = Σ^(h−1) ∘ β^(h)` and, for the
-/// output layer, `G^(H+1) = Σ^(H)`. `G^(H)` is A's `K^(H)`.
-fn fc(x0: Mat<f64>, depth: usize, act: Activation) -> Vec<Mat<f64>> {
-    let pair = GaussianPair::new(act);
-    let c = act.c_sigma();
-    let mut sigma = vec![x0];
-    let mut dot = Vec::new();
-    for h in 1..=depth {
-        let prev = &sigma[h - 1];
-        dot.push(pairwise(prev, |a, b, cov| {
-            c * pair.dsigma_dsigma(a, b, cov)
-        }));
-        sigma.push(pairwise(prev, |a, b, cov| c * pair.sigma_sigma(a, b, cov)));
-    }
-    let mut beta = dot[depth - 1].clone();
-    let mut layers = vec![Mat::<f64>::zeros(0, 0); depth + 1];
-    for h in (1..=depth).rev() {
-        if h < depth {
-            beta = hadamard(&beta, &dot[h - 1]);
+    /// The input covariance `Σ^(0)`: the position Gram of the samples `x` (`n × d`).
+    fn inputs(&self, config: &ModelConfig, x: &[f64]) -> Result<Mat<f64>, KernelError> {
+        let d = config.input_dim;
+        if x.is_empty() || !x.len().is_multiple_of(d) {
+            return Err(KernelError::Inputs { got: x.len(), d });
         }
-        layers[h - 1] = hadamard(&sigma[h - 1], &beta);
+        Ok(self.patches.position_gram(x, d))
     }
-    layers[depth] = sigma[depth].clone();
-    layers
 }
 
-/// ResNet (A Def. 6.1 in the form of App. E Def. E.1, which pairs `b_i` with `E σ(v)` of
-/// sample j): `K^(1) = c_σ E[σσ]`, `b^(1)_i = sqrt(c_σ) E σ(u_i)`, and for h ≥ 2
-/// `K^(h) = K^(h−1) + (c_res/H)(b_i μ_j + μ_i b_j) + (c_res/H)² E[σ(u)σ(v)]`,
-/// `b^(h) = b^(h−1) + (c_res/H) μ`, `μ_i = E_{u~N(0, K^(h−1)_ii)} σ(u)`.
-/// Backward: `γ^(H) = 1`, `γ^(h−1) = γ^(h) ∘ (1 + (c_res/H)² Ė^(h))` with
-/// `Ė^(h) = E[σ'(u)σ'(v)]` under `Λ(K^(h−1))`; layer limits `G^(h) = K^(h−1) ∘ (c_res/H)²
-/// Ė^(h) ∘ γ^(h)` (h ≥ 2), `G^(1) = K^(0) ∘ c_σ Ė^(1) ∘ γ^(1)`, `G^(H+1) = K^(H)`.
-fn resnet(x0: Mat<f64>, depth: usize, act: Activation, c_res: f64) -> Vec<Mat<f64>> {
-    let pair = GaussianPair::new(act);
-    let c = act.c_sigma();
-    let r = c_res / depth as f64;
-    let n = x0.nrows();
-    let mut k = vec![x0];
-    let mut edot = vec![pairwise(&k[0], |a, b, cov| pair.dsigma_dsigma(a, b, cov))];
-    k.push(pairwise(&k[0], |a, b, cov| c * pair.sigma_sigma(a, b, cov)));
-    let mut bias: Vec<f64> = (0..n).map(|i| c.sqrt() * pair.mean(k[0][(i, i)])).collect();
-    for h in 2..=depth {
-        let prev = &k[h - 1];
-        let mu: Vec<f64> = (0..n).map(|i| pair.mean(prev[(i, i)])).collect();
-        edot.push(pairwise(prev, |a, b, cov| pair.dsigma_dsigma(a, b, cov)));
-        let ss = pairwise(prev, |a, b, cov| pair.sigma_sigma(a, b, cov));
-        let next = Mat::from_fn(n, n, |i, j| {
-            prev[(i, j)] + r * (bias[i] * mu[j] + mu[i] * bias[j]) + r * r * ss[(i, j)]
-        });
-        k.push(next);
-        bias.iter_mut().zip(&mu).for_each(|(b, m)| *b += r * m);
-    }
-    let mut gamma = Mat::<f64>::from_fn(n, n, |_, _| 1.0);
-    let mut layers = vec![Mat::<f64>::zeros(0, 0); depth + 1];
-    for h in (1..=depth).rev() {
-        let scale = if h == 1 { c } else { r * r };
-        layers[h - 1] = Mat::from_fn(n, n, |i, j| {
-            k[h - 1][(i, j)] * scale * edot[h - 1][(i, j)] * gamma[(i, j)]
-        });
-        if h >= 2 {
-            gamma = Mat::from_fn(n, n, |i, j| {
-                gamma[(i, j)] * (1.0 + r * r * edot[h - 1][(i, j)])
-            });
-        }
-    }
-    layers[depth] = k[depth].clone();
-    layers
+/// A's `K^(H)` alone (the limit of `G^(H)(0)`; Def. 5.1, 6.1, 7.1 with the covariance built
+/// from `K^(H−1)`, papers.md §1.4): the forward recursion and one backward step.
+pub fn k_h(config: &ModelConfig, x: &[f64]) -> Result<Mat<f64>, KernelError> {
+    let recursion = Recursion::new(config)?;
+    let forward = recursion.forward(recursion.inputs(config, x)?);
+    let n = forward.last.nrows() / recursion.patches.positions();
+    let last = recursion.layers.len() - 1;
+    Ok(recursion.layer_limit(last, &forward, &recursion.patches.aligned(n)))
 }
 
-/// The infinite-width limits of every layer's Gram for the fc and resnet models on the
-/// samples `x` (`n × d`, row-major).
+/// The infinite-width limits of every layer's Gram for the fc, resnet and conv_resnet models
+/// on the samples `x` (`n × d`, row-major; conv samples channels-major, as the models take them).
 pub fn ntk_limit(config: &ModelConfig, x: &[f64]) -> Result<NtkLimit, KernelError> {
-    let d = config.input_dim;
-    if x.is_empty() || !x.len().is_multiple_of(d) {
-        return Err(KernelError::Inputs { got: x.len(), d });
-    }
-    let n = x.len() / d;
-    let x0 = crate::hinf::input_gram(x, d);
-    let layers = match &config.arch {
-        Architecture::Fc {
-            depth, activation, ..
-        } => fc(x0, *depth, *activation),
-        Architecture::Resnet {
-            depth,
-            activation,
-            c_res,
-            ..
-        } => resnet(x0, *depth, *activation, *c_res),
-        _ => return Err(KernelError::Unsupported(config.kind_name())),
-    };
+    let recursion = Recursion::new(config)?;
+    let forward = recursion.forward(recursion.inputs(config, x)?);
+    let layers = recursion.backward(forward);
+    let n = layers[0].nrows();
     let mut total = Mat::<f64>::zeros(n, n);
     for g in &layers {
         total += g;
@@ -247,43 +238,4 @@ pub fn ntk_limit(config: &ModelConfig, x: &[f64]) -> Result<NtkLimit, KernelErro
         layers,
         total,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::expectation::GaussianPair;
-
-    #[test]
-    fn tabulated_path_matches_direct_quadrature() {
-        // 60 unit vectors: equal diagonals, so the table is used off the diagonal.
-        let (n, d) = (60, 7);
-        let x: Vec<f64> = (0..n * d)
-            .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
-            .collect();
-        let k = crate::hinf::cosine_gram(&x, d);
-        for act in [
-            Activation::Softplus,
-            Activation::Tanh,
-            Activation::Gelu,
-            Activation::Sigmoid,
-        ] {
-            let pair = GaussianPair::new(act);
-            let fast = pairwise(&k, |a, b, c| pair.sigma_sigma(a, b, c));
-            let fast_dot = pairwise(&k, |a, b, c| pair.dsigma_dsigma(a, b, c));
-            for i in 0..n {
-                for j in 0..i {
-                    let (a, b, c) = (k[(i, i)], k[(j, j)], k[(i, j)]);
-                    assert!(
-                        (fast[(i, j)] - pair.sigma_sigma(a, b, c)).abs() < 1e-8,
-                        "{act} σσ"
-                    );
-                    assert!(
-                        (fast_dot[(i, j)] - pair.dsigma_dsigma(a, b, c)).abs() < 1e-8,
-                        "{act} σ'σ'"
-                    );
-                }
-            }
-        }
-    }
 }

@@ -14,15 +14,14 @@ use faer::Mat;
 use overparam_analysis::{
     DynamicsRecorder, GramStrategy, grams, operator_norm, spectrum::lambda_min,
 };
-use overparam_data::{Labels, sphere};
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
-use overparam_experiments::setups::{DeepArch, DeepArgs, a_deep, kernel_step_size};
+use overparam_experiments::setups::{DeepArch, DeepArgs, DeepRun, kernel_step_size};
 use overparam_experiments::stats::{Spread, band_series, by_x, curves};
 use overparam_experiments::store::{ResultsDir, Table};
 use overparam_kernels::ntk_limit;
-use overparam_models::{Activation, Network};
+use overparam_models::Network;
 use overparam_plot::{Figure, Legend, Scale, Series, Style, log_log_fit};
 use overparam_train::{TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
@@ -52,17 +51,11 @@ struct Args {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Point {
-    arch: DeepArch,
-    depth: usize,
-    width: usize,
-    n: usize,
-    d: usize,
-    activation: Activation,
-    c_res: f64,
+    #[serde(flatten)]
+    run: DeepRun,
     steps: usize,
     step_size: Option<f64>,
     record_every: usize,
-    seed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,7 +101,7 @@ fn rel(a: &Mat<f64>, b: &Mat<f64>) -> (f64, f64) {
 type Run = Finished<Point, Output>;
 
 fn label(p: &Point) -> String {
-    format!("{} H={}", p.arch.name(), p.depth)
+    format!("{} H={}", p.run.arch.name(), p.run.depth)
 }
 
 impl Experiment for DeepGram {
@@ -122,42 +115,36 @@ impl Experiment for DeepGram {
     fn grid(&self, sweep: &SweepArgs) -> Result<Vec<Point>> {
         let a = &self.args;
         let q = sweep.quick;
-        let cells = if q {
-            a.deep.cells(&sweep.seeds(), &[2, 4], &[64, 256, 1024])
+        let n = a.n.unwrap_or(if q { 20 } else { 50 });
+        let runs = if q {
+            a.deep.runs(&sweep.seeds(), &[2, 4], &[64, 256, 1024], n)
         } else {
-            a.deep.cells(
+            a.deep.runs(
                 &sweep.seeds(),
                 &[2, 4, 8, 16],
                 &[64, 128, 256, 512, 1024, 2048],
+                n,
             )
         };
-        let grid = cells
+        let grid = runs
             .into_iter()
-            .map(|c| Point {
-                arch: c.arch,
-                depth: c.depth,
-                width: c.width,
-                n: a.n.unwrap_or(if q { 20 } else { 50 }),
-                d: a.deep.d,
-                activation: a.deep.activation,
-                c_res: a.deep.c_res,
+            .map(|run| Point {
+                run,
                 steps: a.steps.unwrap_or(if q { 40 } else { 100 }),
                 step_size: a.step_size,
                 record_every: a.record_every.max(1),
-                seed: c.seed,
             })
             .collect();
         Ok(grid)
     }
 
     fn id(&self, p: &Point) -> String {
-        format!("{}_H{}_m{}_seed{}", p.arch.name(), p.depth, p.width, p.seed)
+        p.run.id()
     }
 
     fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
         let compute = &ctx.compute;
-        let data = sphere(p.n, p.d, Labels::Gaussian, p.seed)?;
-        let config = a_deep(p.arch, p.depth, p.width, p.activation, p.c_res, p.d, p.seed);
+        let (data, config) = p.run.setup()?;
         let limit = ntk_limit(&config, data.inputs())?;
         let mut net = Network::init(&config, compute)?;
         let g0 = grams(&net, data.inputs(), compute, GramStrategy::Structured)?;
@@ -187,7 +174,7 @@ impl Experiment for DeepGram {
 
         let records = &recorder.records;
         let last = records.last().expect("the last step is always recorded");
-        let hidden = p.depth;
+        let hidden = p.run.depth;
         let out = Output {
             lambda0,
             lambda_min_theta: lambda_min(&limit.total),
@@ -227,16 +214,26 @@ impl Experiment for DeepGram {
 
     fn report(&self, runs: &[Run], results: &ResultsDir, plots: &Path) -> Result<()> {
         let first = &runs[0].point;
-        let setup = format!("{}, n={}, d={}", first.activation, first.n, first.d);
-        let mut groups: Vec<(DeepArch, usize)> =
-            runs.iter().map(|r| (r.point.arch, r.point.depth)).collect();
+        let setup = format!(
+            "{}, n={}, {}",
+            first.run.activation,
+            first.run.n,
+            first
+                .run
+                .data
+                .describe(runs.iter().map(|r| r.point.run.arch))
+        );
+        let mut groups: Vec<(DeepArch, usize)> = runs
+            .iter()
+            .map(|r| (r.point.run.arch, r.point.run.depth))
+            .collect();
         groups.sort_by_key(|g| (g.0.name(), g.1));
         groups.dedup();
         let in_group = |g: (DeepArch, usize)| {
             runs.iter()
-                .filter(move |r| (r.point.arch, r.point.depth) == g)
+                .filter(move |r| (r.point.run.arch, r.point.run.depth) == g)
         };
-        let max_width = runs.iter().map(|r| r.point.width).max().unwrap_or(0);
+        let max_width = runs.iter().map(|r| r.point.run.width).max().unwrap_or(0);
 
         // Scaling with m: Gram error and weight movement, one series per (arch, H), with slopes.
         let mut slopes = serde_json::Map::new();
@@ -251,7 +248,7 @@ impl Experiment for DeepGram {
                     .legend(Legend::LowerLeft);
                 for (i, &g) in groups.iter().enumerate() {
                     let samples: Vec<(f64, f64)> = in_group(g)
-                        .map(|r| (r.point.width as f64, value(r)))
+                        .map(|r| (r.point.run.width as f64, value(r)))
                         .collect();
                     let (xs, ys): (Vec<f64>, Vec<f64>) = samples.iter().copied().unzip();
                     let slope = log_log_fit(&xs, &ys).map(|f| f.slope);
@@ -296,11 +293,11 @@ impl Experiment for DeepGram {
             "λ_min(K^(H))",
         )
         .scales(Scale::Log, Scale::Log);
-        for (i, arch) in [DeepArch::Fc, DeepArch::Resnet].into_iter().enumerate() {
+        for (i, arch) in DeepArch::ALL.into_iter().enumerate() {
             let pts = by_x(
                 runs.iter()
-                    .filter(|r| r.point.arch == arch)
-                    .map(|r| (r.point.depth as f64, r.output.lambda0)),
+                    .filter(|r| r.point.run.arch == arch)
+                    .map(|r| (r.point.run.depth as f64, r.output.lambda0)),
             );
             if !pts.is_empty() {
                 lam = lam.with(
@@ -328,7 +325,9 @@ impl Experiment for DeepGram {
         .scales(Scale::Linear, Scale::Log)
         .legend(Legend::LowerLeft);
         for (i, &g) in groups.iter().enumerate() {
-            let widest: Vec<&Run> = in_group(g).filter(|r| r.point.width == max_width).collect();
+            let widest: Vec<&Run> = in_group(g)
+                .filter(|r| r.point.run.width == max_width)
+                .collect();
             if widest.is_empty() {
                 continue;
             }
@@ -379,11 +378,11 @@ impl Experiment for DeepGram {
             ],
         );
         for &g in &groups {
-            let mut widths: Vec<usize> = in_group(g).map(|r| r.point.width).collect();
+            let mut widths: Vec<usize> = in_group(g).map(|r| r.point.run.width).collect();
             widths.sort_unstable();
             widths.dedup();
             for m in widths {
-                let rs: Vec<&Run> = in_group(g).filter(|r| r.point.width == m).collect();
+                let rs: Vec<&Run> = in_group(g).filter(|r| r.point.run.width == m).collect();
                 let mean = |f: &dyn Fn(&Output) -> f64| {
                     Spread::of(&rs.iter().map(|r| f(&r.output)).collect::<Vec<_>>()).mean
                 };

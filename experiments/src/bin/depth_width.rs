@@ -15,16 +15,15 @@
 
 use anyhow::Result;
 use clap::Parser;
-use overparam_data::{Labels, sphere};
 use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
-use overparam_experiments::setups::{DeepArch, DeepArgs, a_deep, kernel_step_size};
+use overparam_experiments::setups::{DeepArch, DeepArgs, DeepRun, kernel_step_size};
 use overparam_experiments::stats::{Spread, band_series, by_x};
 use overparam_experiments::store::{ResultsDir, Table};
 use overparam_kernels::{ntk_limit, predict};
-use overparam_models::{Activation, Network};
+use overparam_models::Network;
 use overparam_plot::{Figure, Legend, Scale, Style};
 use overparam_train::{TrainConfig, TrainError, train_with_progress};
 use serde::{Deserialize, Serialize};
@@ -57,18 +56,12 @@ struct Args {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Point {
-    arch: DeepArch,
-    depth: usize,
-    width: usize,
-    n: usize,
-    d: usize,
-    activation: Activation,
-    c_res: f64,
+    #[serde(flatten)]
+    run: DeepRun,
     target: f64,
     kernel_tolerance: f64,
     budget_factor: f64,
     max_steps: usize,
-    seed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,39 +126,31 @@ impl Experiment for DepthWidth {
         let a = &self.args;
         let q = sweep.quick;
         let full: Vec<usize> = (3..=10).map(|p| 1usize << p).collect();
-        let cells = if q {
-            a.deep.cells(&sweep.seeds(), &[2, 4], &[16, 64, 256])
+        let runs = if q {
+            a.deep.runs(&sweep.seeds(), &[2, 4], &[16, 64, 256], a.n)
         } else {
-            a.deep.cells(&sweep.seeds(), &[2, 4, 8, 16, 32], &full)
+            a.deep.runs(&sweep.seeds(), &[2, 4, 8, 16, 32], &full, a.n)
         };
-        let grid = cells
+        let grid = runs
             .into_iter()
-            .map(|c| Point {
-                arch: c.arch,
-                depth: c.depth,
-                width: c.width,
-                n: a.n,
-                d: a.deep.d,
-                activation: a.deep.activation,
-                c_res: a.deep.c_res,
+            .map(|run| Point {
+                run,
                 target: a.target,
                 kernel_tolerance: a.kernel_tolerance,
                 budget_factor: a.budget_factor,
                 max_steps: a.max_steps.unwrap_or(if q { 600 } else { 3000 }),
-                seed: c.seed,
             })
             .collect();
         Ok(grid)
     }
 
     fn id(&self, p: &Point) -> String {
-        format!("{}_H{}_m{}_seed{}", p.arch.name(), p.depth, p.width, p.seed)
+        p.run.id()
     }
 
     fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
         let compute = &ctx.compute;
-        let data = sphere(p.n, p.d, Labels::Gaussian, p.seed)?;
-        let config = a_deep(p.arch, p.depth, p.width, p.activation, p.c_res, p.d, p.seed);
+        let (data, config) = p.run.setup()?;
         let limit = ntk_limit(&config, data.inputs())?;
         let eta = kernel_step_size(&limit.total);
         let y = data.targets();
@@ -177,7 +162,8 @@ impl Experiment for DepthWidth {
             })
             .min(p.max_steps);
         let mut net = Network::init(&config, compute)?;
-        let u0 = to_f64_vec(net.forward(compute.tensor(data.inputs(), [p.n, p.d])));
+        let u0 =
+            to_f64_vec(net.forward(compute.tensor(data.inputs(), [p.run.n, data.input_dim()])));
         let kernel_loss = predict(&limit.total, eta, y, &u0, budget).loss;
         let cfg = TrainConfig::gd(eta, budget);
         let (losses, diverged) =
@@ -229,13 +215,19 @@ impl Experiment for DepthWidth {
     ) -> Result<()> {
         let first = &runs[0].point;
         let setup = format!(
-            "{}, n={}, d={}, ε={}",
-            first.activation, first.n, first.d, first.target
+            "{}, n={}, {}, ε={}",
+            first.run.activation,
+            first.run.n,
+            first
+                .run
+                .data
+                .describe(runs.iter().map(|r| r.point.run.arch)),
+            first.target
         );
         // (arch, H, seed) → smallest width that reached the target.
         let mut keys: Vec<(DeepArch, usize, u64)> = runs
             .iter()
-            .map(|r| (r.point.arch, r.point.depth, r.point.seed))
+            .map(|r| (r.point.run.arch, r.point.run.depth, r.point.run.seed))
             .collect();
         keys.sort_by_key(|k| (k.0.name(), k.1, k.2));
         keys.dedup();
@@ -249,15 +241,15 @@ impl Experiment for DepthWidth {
          -> Option<usize> {
             let mut group: Vec<&Finished<Point, Output>> = runs
                 .iter()
-                .filter(|r| (r.point.arch, r.point.depth, r.point.seed) == k)
+                .filter(|r| (r.point.run.arch, r.point.run.depth, r.point.run.seed) == k)
                 .collect();
-            group.sort_by_key(|r| std::cmp::Reverse(r.point.width));
+            group.sort_by_key(|r| std::cmp::Reverse(r.point.run.width));
             let mut answer = None;
             for r in group {
                 if !ok(r) {
                     break;
                 }
-                answer = Some(r.point.width);
+                answer = Some(r.point.run.width);
             }
             answer
         };
@@ -286,7 +278,7 @@ impl Experiment for DepthWidth {
                 "budget",
             ],
         );
-        for (i, arch) in [DeepArch::Fc, DeepArch::Resnet].into_iter().enumerate() {
+        for (i, arch) in DeepArch::ALL.into_iter().enumerate() {
             let mine: Vec<_> = keys.iter().copied().filter(|k| k.0 == arch).collect();
             if mine.is_empty() {
                 continue;
@@ -327,7 +319,7 @@ impl Experiment for DepthWidth {
                     .collect();
                 let any = runs
                     .iter()
-                    .find(|r| r.point.arch == arch && r.point.depth == h)
+                    .find(|r| r.point.run.arch == arch && r.point.run.depth == h)
                     .expect("a run of this group");
                 table.push_labelled(
                     vec![arch.name().into()],
