@@ -290,6 +290,38 @@ fn deep_gram_errors_shrink_with_width() {
 }
 
 #[test]
+fn deep_gram_conv_resnet_approaches_its_kernel() {
+    // A §7 on six 3 × 3 Gaussian images: the conv limit of the kernels crate is what the
+    // finite Gram approaches.
+    let dir = scratch("deep-gram-conv");
+    run(
+        env!("CARGO_BIN_EXE_deep_gram"),
+        &dir,
+        &[
+            "--archs",
+            "conv_resnet",
+            "--image-side",
+            "3",
+            "--n",
+            "6",
+            "--depths",
+            "2",
+            "--widths",
+            "16,1024",
+            "--steps",
+            "3",
+        ],
+    );
+    let rows = check_files(&dir, 2, &["gram_error_vs_width", "lambda0_vs_depth"]);
+    let e = column(&rows, "gh_rel_error");
+    assert!(
+        e[1] < e[0] && e[1] < 0.1,
+        "G^(H)(0) approaches K^(H): {rows:?}"
+    );
+    assert!(column(&rows, "lambda0")[0] > 0.0);
+}
+
+#[test]
 fn depth_width_reports_the_width_needed() {
     let dir = scratch("depth-width");
     run(

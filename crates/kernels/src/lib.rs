@@ -13,7 +13,7 @@ mod pairwise;
 mod patches;
 pub mod prediction;
 
-pub use expectation::GaussianPair;
+pub use expectation::{GaussianPair, Moment};
 pub use hinf::h_infinity;
 pub use ntk::{KernelError, NtkLimit, k_h, ntk_limit};
 pub use prediction::{KernelPrediction, predict, predict_flow};

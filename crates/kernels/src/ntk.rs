@@ -1,6 +1,6 @@
 //! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
 
-use crate::expectation::GaussianPair;
+use crate::expectation::{GaussianPair, Moment};
 use crate::pairwise::{pairwise, zip_map};
 use crate::patches::Patches;
 use faer::Mat;
@@ -133,7 +133,6 @@ impl Recursion {
     /// with a skip; `(u, v) ~ N(0, [[C_ii, C_ij], [C_ij, C_jj]])`, indices (sample, position).
     fn forward(&self, sigma0: Mat<f64>) -> Forward {
         let pair = self.pair;
-        let how = pair.evaluation();
         let np = sigma0.nrows();
         let (mut pre, mut edot) = (Vec::new(), Vec::new());
         let mut sigma = sigma0;
@@ -141,7 +140,7 @@ impl Recursion {
         for layer in &self.layers {
             let c = self.patches.patch(&sigma).into_owned();
             let (s, root) = (layer.scale, layer.scale.sqrt());
-            let branch = pairwise(&c, how, |a, b, cov| s * pair.sigma_sigma(a, b, cov));
+            let branch = pairwise(&c, pair, Moment::Values, s);
             let mu = diagonal_map(&c, |a| pair.mean(a));
             if layer.skip {
                 sigma = zip_map([&sigma, &branch], |i, j, [prev, branch]| {
@@ -152,7 +151,7 @@ impl Recursion {
                 sigma = branch;
                 bias = mu.iter().map(|m| root * m).collect();
             }
-            edot.push(pairwise(&c, how, |a, b, cov| pair.dsigma_dsigma(a, b, cov)));
+            edot.push(pairwise(&c, pair, Moment::Derivatives, 1.0));
             pre.push(c);
         }
         Forward {

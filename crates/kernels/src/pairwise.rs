@@ -3,7 +3,9 @@
 //! diagonals; and the elementwise maps between layers. All of them fill columns (contiguous in
 //! faer) on one thread per core.
 
+use crate::expectation::{GaussianPair, Moment, mehler};
 use faer::Mat;
+use std::collections::HashMap;
 use std::f64::consts::PI;
 
 /// Uniform grid points of the dense table read by cubic interpolation (interpolation error
@@ -114,55 +116,85 @@ impl Tabulated {
     }
 }
 
-/// How a pairwise map may be evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Evaluation {
-    /// f is cheap (a closed form): evaluate it at every pair.
-    Direct,
-    /// f is an expensive quadrature of a smooth function of the covariance: tabulate it when
-    /// every diagonal entry is the same.
-    Tabulate,
-}
-
-/// `f(K_ii, K_jj, K_ij)` over all pairs (symmetric).
+/// `scale · E[g(u) g(v)]` (g = σ or σ', [`Moment`]) with `(u, v) ~ N(0, [[K_ii, K_ij],
+/// [K_ij, K_jj]])` over all pairs (symmetric).
 ///
-/// Fast path: when every diagonal entry is the same q (unit-norm inputs keep it so at every
-/// layer of fc and resnet), `f` depends on `K_ij` alone, so it is tabulated once per layer on
-/// [−q, q] and interpolated, instead of a 2-D quadrature per pair (matches direct evaluation
-/// to 1e-8). Closed forms are evaluated directly: they are cheap, and the arc-cosine kernels
-/// have a square-root singularity at `c = ±q` that no polynomial table resolves.
-pub(crate) fn pairwise(
-    k: &Mat<f64>,
-    how: Evaluation,
-    f: impl Fn(f64, f64, f64) -> f64 + Sync,
-) -> Mat<f64> {
+/// Three ways, each exact to 1e-8 against the direct 2-D quadrature (tests below):
+/// - closed forms (ReLU) are evaluated at every pair: they are cheap, and the arc-cosine
+///   kernels have a square-root singularity at `c = ±q` that no polynomial resolves;
+/// - equal diagonals q (unit-norm inputs keep them equal at every layer of fc and resnet): the
+///   map depends on `K_ij` alone and is tabulated once on [−q, q] (Chebyshev) and interpolated;
+/// - otherwise (the conv recursions, whose variances depend on sample and position): Mehler's
+///   series `Σ_k ρ^k c_k(K_ii) c_k(K_jj)` from Hermite coefficients computed once per distinct
+///   diagonal value, falling back to the direct quadrature for the pairs where its truncated
+///   tail could matter.
+pub(crate) fn pairwise(k: &Mat<f64>, pair: GaussianPair, which: Moment, scale: f64) -> Mat<f64> {
     let n = k.nrows();
+    let f = |a: f64, b: f64, c: f64| scale * pair.moment(which, a, b, c);
     let diag: Vec<f64> = (0..n).map(|i| k[(i, i)]).collect();
     let q = diag[0];
     let equal = diag.iter().all(|d| (d - q).abs() <= 1e-12 * q.abs());
-    let table = (how == Evaluation::Tabulate && equal && n >= TABLE_MIN_N && q > 0.0)
-        .then(|| Tabulated::new(q, |c| f(q, q, c)));
-    let diagonal = table.as_ref().map(|_| f(q, q, q));
+    let path = if pair.has_closed_form() {
+        Path::Direct
+    } else if equal && n >= TABLE_MIN_N && q > 0.0 {
+        Path::Table(Tabulated::new(q, |c| f(q, q, c)), f(q, q, q))
+    } else {
+        let mut index = HashMap::new();
+        let mut coefficients = Vec::new();
+        let slot: Vec<usize> = diag
+            .iter()
+            .map(|&a| {
+                *index.entry(a.to_bits()).or_insert_with(|| {
+                    coefficients.push(pair.hermite(which, a));
+                    coefficients.len() - 1
+                })
+            })
+            .collect();
+        Path::Series(coefficients, slot)
+    };
     // The lower triangle, then mirrored.
     let mut out = by_columns(n, n, |j, out| {
         let column = &k.col_as_slice(j)[j..];
         let out = &mut out[j..];
-        match (&table, diagonal) {
-            (Some(t), Some(diag)) => {
-                for (o, &c) in out.iter_mut().zip(column) {
-                    *o = t.eval(c);
-                }
-                out[0] = diag;
-            }
-            _ => {
+        match &path {
+            Path::Direct => {
                 for ((o, &c), &d) in out.iter_mut().zip(column).zip(&diag[j..]) {
                     *o = f(d, diag[j], c);
+                }
+            }
+            Path::Table(table, diagonal) => {
+                for (o, &c) in out.iter_mut().zip(column) {
+                    *o = table.eval(c);
+                }
+                out[0] = *diagonal;
+            }
+            Path::Series(coefficients, slot) => {
+                for (t, (o, &c)) in out.iter_mut().zip(column).enumerate() {
+                    let i = j + t;
+                    let (a, b) = (diag[i], diag[j]);
+                    let norm = (a * b).sqrt();
+                    let rho = if norm > 0.0 {
+                        (c / norm).clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    let series = mehler(&coefficients[slot[i]], &coefficients[slot[j]], rho);
+                    *o = series.map_or_else(|| f(a, b, c), |v| scale * v);
                 }
             }
         }
     });
     mirror_lower(&mut out);
     out
+}
+
+/// How [`pairwise`] evaluates.
+enum Path {
+    Direct,
+    /// The table and the diagonal value.
+    Table(Tabulated, f64),
+    /// Hermite coefficients per distinct diagonal value, and each row's slot in them.
+    Series(Vec<Vec<f64>>, Vec<usize>),
 }
 
 /// The number of threads for `len` independent jobs: one per core.
@@ -251,7 +283,6 @@ fn mirror_lower(m: &mut Mat<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expectation::GaussianPair;
     use overparam_models::Activation;
 
     #[test]
@@ -270,26 +301,31 @@ mod tests {
     }
 
     #[test]
-    fn tabulated_path_matches_direct_quadrature() {
+    fn tabulated_and_series_paths_match_direct_quadrature() {
         // 60 unit vectors: equal diagonals, so the table is used off the diagonal.
         let (n, d) = (60, 7);
         let x: Vec<f64> = (0..n * d)
             .map(|i| ((i * 7919) % 101) as f64 / 50.0 - 1.0)
             .collect();
         let k = crate::hinf::cosine_gram(&x, d);
-        for act in [
-            Activation::Softplus,
-            Activation::Tanh,
-            Activation::Gelu,
-            Activation::Sigmoid,
-        ] {
+        // Unequal diagonals (rows scaled by 0.5 … 3): the Mehler series path.
+        let scales: Vec<f64> = (0..n).map(|i| 0.5 + (i % 11) as f64 / 4.0).collect();
+        let unequal = Mat::from_fn(n, n, |i, j| scales[i] * scales[j] * k[(i, j)]);
+        for (k, act) in [&k, &unequal].into_iter().flat_map(|k| {
+            [
+                Activation::Softplus,
+                Activation::Tanh,
+                Activation::Gelu,
+                Activation::Sigmoid,
+            ]
+            .map(|act| (k, act))
+        }) {
             let pair = GaussianPair::new(act);
-            let how = pair.evaluation();
-            assert_eq!(how, Evaluation::Tabulate);
-            let fast = pairwise(&k, how, |a, b, c| pair.sigma_sigma(a, b, c));
-            let fast_dot = pairwise(&k, how, |a, b, c| pair.dsigma_dsigma(a, b, c));
+            let fast = pairwise(k, pair, Moment::Values, 1.0);
+            let fast_dot = pairwise(k, pair, Moment::Derivatives, 1.0);
+            // Every fourth pair against the (slower) direct quadrature.
             for i in 0..n {
-                for j in 0..i {
+                for j in (i % 4..i).step_by(4) {
                     let (a, b, c) = (k[(i, i)], k[(j, j)], k[(i, j)]);
                     assert!(
                         (fast[(i, j)] - pair.sigma_sigma(a, b, c)).abs() < 1e-8,

@@ -5,9 +5,9 @@
 use anyhow::Result;
 use clap::Parser;
 use overparam_data::{Labels, sphere};
+use overparam_experiments::timing::median_seconds;
 use overparam_kernels::{k_h, ntk_limit};
 use overparam_models::{Activation, Architecture, ModelConfig};
-use std::time::Instant;
 
 /// Benchmark the kernel recursions.
 #[derive(Debug, Parser)]
@@ -18,6 +18,9 @@ struct Args {
     /// H (depth).
     #[arg(long, default_value_t = 8)]
     depth: usize,
+    /// Timed repetitions (after one warm-up); the median is printed.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
 }
 
 fn main() -> Result<()> {
@@ -49,18 +52,21 @@ fn main() -> Result<()> {
             arch,
             seed: 0,
         };
-        let start = Instant::now();
         let kernel = k_h(&config, data.inputs())?;
-        let k_seconds = start.elapsed().as_secs_f64();
-        let start = Instant::now();
         let limit = ntk_limit(&config, data.inputs())?;
-        let full_seconds = start.elapsed().as_secs_f64();
         let agree = (kernel[(0, 1)] - limit.k_h()[(0, 1)]).abs() <= 1e-15;
+        let k_seconds = median_seconds(args.reps, || {
+            k_h(&config, data.inputs()).expect("computed above");
+        });
+        let full_seconds = median_seconds(args.reps, || {
+            ntk_limit(&config, data.inputs()).expect("computed above");
+        });
         println!(
             "{name:<7} softplus n={} H={}: K^(H) {k_seconds:.2} s, full NTK limit {full_seconds:.2} s \
-             (K^(H)[0,1] = {:.6e}, same in both: {agree})",
+             (median of {}; K^(H)[0,1] = {:.6e}, same in both: {agree})",
             args.n,
             args.depth,
+            args.reps,
             kernel[(0, 1)]
         );
     }
