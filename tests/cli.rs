@@ -255,3 +255,67 @@ fn gram_and_recorded_dynamics_are_written() {
     std::fs::remove_dir_all(&out).ok();
     std::fs::remove_dir_all(&run).ok();
 }
+
+#[test]
+fn conv_kernel_of_pooled_images_is_written() {
+    // 6 random 1 × 8 × 8 images pooled by 2: the conv ResNet limit over 4 × 4 positions.
+    let dir = scratch("conv-kernel");
+    let out = overparam(&[
+        "kernel",
+        "--model",
+        "conv_resnet",
+        "--depth",
+        "2",
+        "--activation",
+        "tanh",
+        "--data",
+        "random-images",
+        "--image-shape",
+        "1x8x8",
+        "--pool",
+        "2",
+        "--n",
+        "6",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("spectrum.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["model"]["arch"]["spatial"],
+        serde_json::json!([4, 4])
+    );
+    assert_eq!(summary["n"], 6);
+    let total = summary["spectra"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["layer"] == "total")
+        .unwrap();
+    assert!(total["lambda_min"].as_f64().unwrap() > 0.0, "{total}");
+    for layer in ["W1", "W2", "a", "total"] {
+        assert!(dir.join(format!("kernel_{layer}.npy")).exists(), "{layer}");
+    }
+    let err = overparam(&[
+        "kernel",
+        "--model",
+        "conv_resnet",
+        "--data",
+        "random-images",
+        "--image-shape",
+        "1x8x8",
+        "--pool",
+        "3",
+        "--n",
+        "6",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("cannot pool 8 × 8"));
+}

@@ -26,7 +26,7 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Per-layer Gram (NTK) matrices of a network on a dataset, their spectra, as .npy/JSON.
     Gram(gram::GramArgs),
-    /// Infinite-width kernels: B's H^inf (two_layer), A's K^(H) and the full NTK limit (fc, resnet).
+    /// Infinite-width kernels: B's H^inf (two_layer), A's K^(H) and the full NTK limit (fc, resnet, conv_resnet).
     Kernel(kernel::KernelArgs),
     /// Join the results folders of a sharded experiment sweep (`--shard i/n`) into one; then
     /// run the experiment again without --shard on the joined folder to write its report.
