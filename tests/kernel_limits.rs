@@ -60,7 +60,7 @@ fn architecture(kind: &str, width: usize, activation: Activation) -> (usize, Arc
 #[test]
 fn finite_width_grams_approach_the_limit_at_rate_one_over_sqrt_m() {
     let compute = Compute::cpu_f64().unwrap();
-    for activation in [Activation::Softplus, Activation::Relu] {
+    for activation in [Activation::Softplus, Activation::Relu, Activation::Erf] {
         for kind in ["fc", "resnet", "conv_resnet"] {
             let arch = |width| architecture(kind, width, activation).1;
             let d = architecture(kind, 1, activation).0;

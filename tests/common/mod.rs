@@ -36,7 +36,7 @@ pub fn tiny_models() -> Vec<ModelConfig> {
             Architecture::ConvResnet {
                 depth: 2,
                 width: 3,
-                activation: Activation::Softplus,
+                activation: Activation::Erf,
                 c_res: 0.5,
                 channels: 2,
                 spatial: vec![5],

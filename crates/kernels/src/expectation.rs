@@ -148,13 +148,14 @@ impl GaussianPair {
         Self { activation }
     }
 
-    /// Whether the expectations have closed forms (ReLU) rather than quadratures.
+    /// Whether the expectations have closed forms (ReLU, erf) rather than quadratures.
     pub(crate) fn has_closed_form(&self) -> bool {
-        self.activation == Activation::Relu
+        matches!(self.activation, Activation::Relu | Activation::Erf)
     }
 
     /// `E[σ(u) σ(v)]`; for ReLU the arc-cosine closed form
-    /// `sqrt(ab)/(2π) (sin θ + (π − θ) cos θ)` (Cho & Saul), otherwise quadrature.
+    /// `sqrt(ab)/(2π) (sin θ + (π − θ) cos θ)` (Cho & Saul), for erf
+    /// `(2/π) arcsin(2c / sqrt((1 + 2a)(1 + 2b)))` (Williams 1997), otherwise quadrature.
     pub fn sigma_sigma(&self, a: f64, b: f64, c: f64) -> f64 {
         match self.activation {
             Activation::Relu => {
@@ -165,11 +166,16 @@ impl GaussianPair {
                 let theta = (c / s).clamp(-1.0, 1.0).acos();
                 s / (2.0 * PI) * (theta.sin() + (PI - theta) * theta.cos())
             }
+            Activation::Erf => {
+                let arg = 2.0 * c / ((1.0 + 2.0 * a) * (1.0 + 2.0 * b)).sqrt();
+                2.0 / PI * arg.clamp(-1.0, 1.0).asin()
+            }
             act => quadrature(a, b, c, |u| act.eval(u), |v| act.eval(v)),
         }
     }
 
-    /// `E[σ'(u) σ'(v)]`; for ReLU `(π − θ)/(2π)`, otherwise quadrature.
+    /// `E[σ'(u) σ'(v)]`; for ReLU `(π − θ)/(2π)`, for erf
+    /// `(4/π) / sqrt((1 + 2a)(1 + 2b) − 4c²)`, otherwise quadrature.
     pub fn dsigma_dsigma(&self, a: f64, b: f64, c: f64) -> f64 {
         match self.activation {
             Activation::Relu => {
@@ -181,6 +187,7 @@ impl GaussianPair {
                 };
                 (PI - theta) / (2.0 * PI)
             }
+            Activation::Erf => 4.0 / PI / ((1.0 + 2.0 * a) * (1.0 + 2.0 * b) - 4.0 * c * c).sqrt(),
             act => quadrature(a, b, c, |u| act.derivative(u), |v| act.derivative(v)),
         }
     }
@@ -227,10 +234,11 @@ impl GaussianPair {
         c
     }
 
-    /// `E_{u~N(0,a)}[σ(u)]`; for ReLU `sqrt(a/(2π))`.
+    /// `E_{u~N(0,a)}[σ(u)]`; for ReLU `sqrt(a/(2π))`, for erf (odd) 0.
     pub fn mean(&self, a: f64) -> f64 {
         match self.activation {
             Activation::Relu => (a / (2.0 * PI)).sqrt(),
+            Activation::Erf => 0.0,
             act => GaussHermite::standard().expect(|z| act.eval(a.max(0.0).sqrt() * z)),
         }
     }
@@ -299,6 +307,49 @@ mod tests {
             // The series is the fast path: it must apply to most of these cases.
             assert!(used >= 50, "{act}: series used in {used} of 60 cases");
         }
+    }
+
+    #[test]
+    fn quadrature_and_series_reproduce_the_erf_kernels() {
+        // erf is smooth and has closed forms: an independent check of both general paths.
+        let pair = GaussianPair::new(Activation::Erf);
+        let erf = |u: f64| Activation::Erf.eval(u);
+        let derf = |u: f64| Activation::Erf.derivative(u);
+        let mut series_used = 0;
+        for (a, b) in [(0.3, 0.8), (1.0, 1.0), (9.0, 7.0), (0.05, 3.0)] {
+            for rho in [-0.95, -0.3, 0.0, 0.6, 0.999] {
+                let c = rho * f64::sqrt(a * b);
+                let exact = [pair.sigma_sigma(a, b, c), pair.dsigma_dsigma(a, b, c)];
+                let quad = [
+                    quadrature(a, b, c, erf, erf),
+                    quadrature(a, b, c, derf, derf),
+                ];
+                for which in [Moment::Values, Moment::Derivatives] {
+                    let k = which as usize;
+                    assert!(
+                        (quad[k] - exact[k]).abs() < 1e-10,
+                        "{which:?} a={a} b={b} ρ={rho}: quadrature {} vs {}",
+                        quad[k],
+                        exact[k]
+                    );
+                    let (ca, cb) = (pair.hermite(which, a), pair.hermite(which, b));
+                    if let Some(series) = mehler(&ca, &cb, rho) {
+                        series_used += 1;
+                        assert!(
+                            (series - exact[k]).abs() < 1e-9,
+                            "{which:?} a={a} b={b} ρ={rho}: series {series} vs {}",
+                            exact[k]
+                        );
+                    }
+                }
+            }
+        }
+        assert!(
+            series_used >= 30,
+            "series used in {series_used} of 40 cases"
+        );
+        // Its mean is 0 (odd), as the quadrature says.
+        assert!(GaussHermite::standard().expect(|z| erf(3.0 * z)).abs() < 1e-13);
     }
 
     #[test]

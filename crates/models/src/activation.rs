@@ -20,16 +20,19 @@ pub enum Activation {
     Sigmoid,
     /// `z Φ(z)` with the exact Gaussian CDF Φ.
     Gelu,
+    /// The error function `erf(z)`, smooth and odd, with closed-form kernels (Williams 1997).
+    Erf,
 }
 
 impl Activation {
     /// Every supported activation.
-    pub const ALL: [Activation; 5] = [
+    pub const ALL: [Activation; 6] = [
         Activation::Relu,
         Activation::Softplus,
         Activation::Tanh,
         Activation::Sigmoid,
         Activation::Gelu,
+        Activation::Erf,
     ];
 
     /// σ applied elementwise to a Burn tensor (differentiable through autodiff).
@@ -40,6 +43,7 @@ impl Activation {
             Activation::Tanh => activation::tanh(z),
             Activation::Sigmoid => activation::sigmoid(z),
             Activation::Gelu => activation::gelu(z),
+            Activation::Erf => z.erf(),
         }
     }
 
@@ -52,6 +56,7 @@ impl Activation {
             Activation::Tanh => z.tanh(),
             Activation::Sigmoid => sigmoid(z),
             Activation::Gelu => z * normal_cdf(z),
+            Activation::Erf => libm::erf(z),
         }
     }
 
@@ -64,6 +69,7 @@ impl Activation {
             Activation::Tanh => 1.0 - z.tanh().powi(2),
             Activation::Sigmoid => sigmoid(z) * (1.0 - sigmoid(z)),
             Activation::Gelu => normal_cdf(z) + z * (-0.5 * z * z).exp() / (2.0 * PI).sqrt(),
+            Activation::Erf => 2.0 / PI.sqrt() * (-z * z).exp(),
         }
     }
 
@@ -100,6 +106,7 @@ impl fmt::Display for Activation {
             Activation::Tanh => "tanh",
             Activation::Sigmoid => "sigmoid",
             Activation::Gelu => "gelu",
+            Activation::Erf => "erf",
         })
     }
 }
@@ -112,7 +119,9 @@ impl FromStr for Activation {
             .into_iter()
             .find(|a| a.to_string() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                format!("unknown activation '{s}': expected relu, softplus, tanh, sigmoid or gelu")
+                format!(
+                    "unknown activation '{s}': expected relu, softplus, tanh, sigmoid, gelu or erf"
+                )
             })
     }
 }
@@ -126,6 +135,9 @@ mod tests {
         assert!((Activation::Relu.c_sigma() - 2.0).abs() < 1e-12);
         // papers.md §1.1: E[softplus(z)^2] = 0.92125, c_sigma = 1.08549.
         assert!((Activation::Softplus.c_sigma() - 1.08549).abs() < 5e-6);
+        // E[erf(z)²] = (2/π) arcsin(2/3) (the erf kernel at a = b = c = 1).
+        let erf = PI / (2.0 * (2.0f64 / 3.0).asin());
+        assert!((Activation::Erf.c_sigma() - erf).abs() < 1e-12);
     }
 
     #[test]
