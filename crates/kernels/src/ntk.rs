@@ -1,7 +1,7 @@
 //! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
 
 use crate::expectation::{GaussianPair, Moment};
-use crate::pairwise::{pairwise, zip_map};
+use crate::pairwise::{pairwise, per_distinct, zip_map};
 use crate::patches::Patches;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
@@ -67,18 +67,6 @@ struct Forward {
     last: Mat<f64>,
 }
 
-/// `f(M_ii)` for every i, evaluated once per distinct diagonal value (one value for unit-norm
-/// inputs to fc and resnet, at most one per sample and position for conv nets).
-fn diagonal_map(m: &Mat<f64>, f: impl Fn(f64) -> f64) -> Vec<f64> {
-    let mut seen = std::collections::HashMap::new();
-    (0..m.nrows())
-        .map(|i| {
-            let a = m[(i, i)];
-            *seen.entry(a.to_bits()).or_insert_with(|| f(a))
-        })
-        .collect()
-}
-
 impl Recursion {
     fn new(config: &ModelConfig) -> Result<Self, KernelError> {
         let (depth, activation, residual, patches) = match &config.arch {
@@ -141,7 +129,9 @@ impl Recursion {
             let c = self.patches.patch(&sigma).into_owned();
             let (s, root) = (layer.scale, layer.scale.sqrt());
             let branch = pairwise(&c, pair, Moment::Values, s);
-            let mu = diagonal_map(&c, |a| pair.mean(a));
+            let diag: Vec<f64> = (0..np).map(|i| c[(i, i)]).collect();
+            let (means, slot) = per_distinct(&diag, |a| pair.mean(a));
+            let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
             if layer.skip {
                 sigma = zip_map([&sigma, &branch], |i, j, [prev, branch]| {
                     prev + root * (bias[i] * mu[j] + mu[i] * bias[j]) + branch

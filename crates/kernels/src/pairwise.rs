@@ -139,17 +139,7 @@ pub(crate) fn pairwise(k: &Mat<f64>, pair: GaussianPair, which: Moment, scale: f
     } else if equal && n >= TABLE_MIN_N && q > 0.0 {
         Path::Table(Tabulated::new(q, |c| f(q, q, c)), f(q, q, q))
     } else {
-        let mut index = HashMap::new();
-        let mut coefficients = Vec::new();
-        let slot: Vec<usize> = diag
-            .iter()
-            .map(|&a| {
-                *index.entry(a.to_bits()).or_insert_with(|| {
-                    coefficients.push(pair.hermite(which, a));
-                    coefficients.len() - 1
-                })
-            })
-            .collect();
+        let (coefficients, slot) = per_distinct(&diag, |a| pair.hermite(which, a));
         Path::Series(coefficients, slot)
     };
     // The lower triangle, then mirrored.
@@ -186,6 +176,23 @@ pub(crate) fn pairwise(k: &Mat<f64>, pair: GaussianPair, which: Moment, scale: f
     });
     mirror_lower(&mut out);
     out
+}
+
+/// `f` at each distinct value of `values` (one for unit-norm inputs to fc and resnet, at
+/// most one per sample and position for conv nets), and each entry's slot among them.
+pub(crate) fn per_distinct<T>(values: &[f64], mut f: impl FnMut(f64) -> T) -> (Vec<T>, Vec<usize>) {
+    let mut index = HashMap::new();
+    let mut distinct = Vec::new();
+    let slot = values
+        .iter()
+        .map(|&a| {
+            *index.entry(a.to_bits()).or_insert_with(|| {
+                distinct.push(f(a));
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    (distinct, slot)
 }
 
 /// How [`pairwise`] evaluates.
