@@ -219,6 +219,10 @@ fn bars(sweep: &SweepArgs, runs: usize) -> (MultiProgress, ProgressBar) {
     (multi, bar)
 }
 
+/// The files of a results folder the report copies beside its plots, so that every number a
+/// gallery shows traces to a committed file made by the command that drew it.
+pub const PROVENANCE: [&str; 3] = ["summary.csv", "summary.json", "manifest.json"];
+
 /// Runs the sweep described by `sweep` (resuming, sharded), then, when every run of the grid
 /// is present, the report. Prints where everything went.
 pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()> {
@@ -366,6 +370,15 @@ pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()>
         }
     }
     experiment.report(&finished, &results, &plots)?;
+    // Provenance of a gallery: the numbers and the command that made the plots, beside them.
+    for file in PROVENANCE {
+        let from = results.root().join(file);
+        if from.exists() {
+            let bytes =
+                std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+            write_atomic(&plots.join(file), &bytes)?;
+        }
+    }
     eprintln!(
         "{name}: report written to {} and {} ({:.1} s)",
         results.root().display(),

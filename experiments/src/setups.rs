@@ -2,15 +2,16 @@
 
 use anyhow::Context;
 use overparam_data::{
-    DataError, Dataset, FASHION_MNIST_DIR, Labels, Prepare, Split, TargetEncoding,
-    read_mnist_layout, sphere,
+    DataError, Dataset, FASHION_MNIST_DIR, ImageSet, Labels, Prepare, Purpose, Split,
+    TargetEncoding, read_mnist_layout, sphere,
 };
 use overparam_models::{Activation, Architecture, ModelConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// B §5 (Fig. 1): n points uniform on the unit sphere in R^d with labels y ~ N(0, 1), and the
-/// two-layer ReLU net of width m (first layer trained, ±1 output frozen).
+/// two-layer ReLU net of width m (first layer trained, ±1 output frozen). One `seed` serves
+/// both: data, labels and init each draw from their own stream of it (`overparam_rng`).
 pub fn b_figure1(
     n: usize,
     d: usize,
@@ -24,6 +25,62 @@ pub fn b_figure1(
         seed,
     };
     Ok((data, config))
+}
+
+/// C's deep ReLU net (C eq. 2–3: He init of the hidden layers, fixed ±1 read-out) of depth L and
+/// width m, as `sgd_classification` trains it.
+pub fn c_deep_relu(input_dim: usize, depth: usize, width: usize, seed: u64) -> ModelConfig {
+    ModelConfig {
+        input_dim,
+        arch: Architecture::DeepRelu { depth, width },
+        seed,
+    }
+}
+
+/// D's practical residual MLP (`blocks` residual blocks of width `width`, He init, biases) with
+/// `outputs` classes, as `practical_sizes` trains it.
+pub fn d_practical(
+    input_dim: usize,
+    blocks: usize,
+    width: usize,
+    activation: Activation,
+    outputs: usize,
+    seed: u64,
+) -> ModelConfig {
+    ModelConfig {
+        input_dim,
+        arch: Architecture::Practical {
+            blocks,
+            width,
+            activation,
+            outputs,
+        },
+        seed,
+    }
+}
+
+/// D's images prepared as practical networks take them: `n` rows drawn from the `subsample`
+/// stream of `seed` ([`Purpose::Subsample`] for training rows, [`Purpose::TestSubsample`] for
+/// test rows), optionally random labels, pixels in [0, 1] with the mean image subtracted (not
+/// the unit norm of A–C: with He init it keeps the first pre-activations O(1) instead of
+/// O(1/sqrt(d))), one-hot targets.
+pub fn d_images(
+    images: &ImageSet,
+    n: Option<usize>,
+    seed: u64,
+    subsample: Purpose,
+    random_labels: bool,
+) -> Result<Dataset, DataError> {
+    images.prepare(&Prepare {
+        n,
+        seed,
+        subsample,
+        random_labels,
+        center: true,
+        unit_norm: false,
+        encoding: TargetEncoding::OneHot,
+        ..Prepare::default()
+    })
 }
 
 /// The Gram benchmark of the analysis issue: A's fc net (softplus, H = 3, d = 100) of width m
@@ -248,7 +305,7 @@ pub struct DeepRun {
     pub activation: Activation,
     /// c_res.
     pub c_res: f64,
-    /// Seed of data and init.
+    /// Seed of data and init (each from its own stream of it).
     pub seed: u64,
 }
 

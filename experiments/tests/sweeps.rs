@@ -81,6 +81,14 @@ fn check_files(dir: &Path, runs: usize, plots: &[&str]) -> Vec<Value> {
     assert_eq!(csvs, runs, "one CSV per run");
     let csv = std::fs::read_to_string(results.join("summary.csv")).unwrap();
     assert!(csv.lines().count() > 1, "summary.csv has rows");
+    // The gallery's provenance: the same summary and manifest beside the plots.
+    for file in overparam_experiments::runner::PROVENANCE {
+        assert_eq!(
+            std::fs::read(dir.join("plots").join(file)).unwrap(),
+            std::fs::read(results.join(file)).unwrap(),
+            "{file} beside the plots"
+        );
+    }
     for stem in plots {
         for ext in ["svg", "png"] {
             let path = dir.join("plots").join(format!("{stem}.{ext}"));

@@ -3,7 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use overparam_data::{
-    Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Split,
+    Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Purpose, Split,
     TargetEncoding, check_inputs, random_images, read_cifar10_dir, read_mnist_layout,
     separated_binary, sphere,
 };
@@ -59,7 +59,8 @@ pub struct ModelArgs {
     /// Number of outputs (practical).
     #[arg(long, default_value_t = 1)]
     pub outputs: usize,
-    /// Seed of the initialization θ(0).
+    /// Seed of the initialization θ(0); it keys the init's own random stream, independent of
+    /// the data's and the batch order's even when the seeds are equal.
     #[arg(long, default_value_t = 0)]
     pub model_seed: u64,
     /// Read the model config from this JSON file instead of the options above.
@@ -141,7 +142,8 @@ pub struct DataArgs {
     /// Warn instead of refusing when two inputs are parallel or duplicated (then λ0 = 0).
     #[arg(long)]
     pub allow_degenerate: bool,
-    /// Seed of the data (synthetic draws, subsamples, random labels).
+    /// Seed of the data: inputs, labels, teacher, subsample and split each draw from their own
+    /// stream of this seed, independent of the init's and the batch order's.
     #[arg(long, default_value_t = 0)]
     pub data_seed: u64,
 }
@@ -329,6 +331,11 @@ impl DataArgs {
                 classes: self.classes.clone(),
                 n: self.n,
                 seed: self.data_seed,
+                subsample: if self.test_split {
+                    Purpose::TestSubsample
+                } else {
+                    Purpose::Subsample
+                },
                 keep_channels: true,
                 center: self.center,
                 unit_norm: !self.no_unit_norm,
@@ -359,7 +366,7 @@ impl DataArgs {
                     LabelKind::Sign => Labels::Sign,
                     LabelKind::Teacher => Labels::Teacher {
                         width: self.teacher_width,
-                        seed: self.data_seed.wrapping_add(1),
+                        seed: self.data_seed,
                     },
                 };
                 sphere(n_or(100), d, labels, self.data_seed)?

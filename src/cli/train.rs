@@ -33,7 +33,7 @@ pub struct TrainArgs {
     /// B: SGD batch size.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// Seed of the SGD batch order.
+    /// Seed of the SGD batch order (its own stream: independent of data and init at equal seeds).
     #[arg(long, default_value_t = 0)]
     pub shuffle_seed: u64,
     /// η: constant step size.

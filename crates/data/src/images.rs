@@ -2,10 +2,7 @@
 
 use crate::idx::read_idx;
 use crate::{DataError, Dataset};
-use rand::RngExt;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use overparam_rng::{Purpose, RngExt, SliceRandom, stream};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -52,8 +49,11 @@ pub struct Prepare {
     pub classes: Option<Vec<u32>>,
     /// Keep a random subset of this many images (`None`: all).
     pub n: Option<usize>,
-    /// Seed of the subsample and of random labels.
+    /// Seed of the subsample and of random labels (each from its own stream).
     pub seed: u64,
+    /// The stream of the subsample: [`Purpose::Subsample`] for a training set,
+    /// [`Purpose::TestSubsample`] for a held-out one, so that the two never share draws.
+    pub subsample: Purpose,
     /// Keep `[channels, height, width]` as the sample shape (for conv nets) instead of `[d]`.
     pub keep_channels: bool,
     /// Subtract the mean image of the prepared set.
@@ -72,6 +72,7 @@ impl Default for Prepare {
             classes: None,
             n: None,
             seed: 0,
+            subsample: Purpose::Subsample,
             keep_channels: false,
             center: false,
             unit_norm: true,
@@ -193,7 +194,6 @@ impl ImageSet {
         if options.encoding == TargetEncoding::Sign && classes.len() != 2 {
             return Err(DataError::Classes { got: classes.len() });
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
         let mut rows: Vec<usize> = (0..self.len())
             .filter(|&i| classes.contains(&self.labels[i]))
             .collect();
@@ -204,7 +204,7 @@ impl ImageSet {
                     available: rows.len(),
                 });
             }
-            rows.shuffle(&mut rng);
+            rows.shuffle(&mut stream(options.seed, options.subsample));
             rows.truncate(n);
             rows.sort_unstable();
         }
@@ -233,6 +233,7 @@ impl ImageSet {
             }
         }
         let labels: Vec<u32> = if options.random_labels {
+            let mut rng = stream(options.seed, Purpose::Labels);
             rows.iter()
                 .map(|_| classes[rng.random_range(0..classes.len())])
                 .collect()
@@ -330,7 +331,8 @@ pub fn read_mnist_layout(dir: &Path, split: Split) -> Result<ImageSet, DataError
     )
 }
 
-/// D's "Random" set: pixels uniform in `{0, …, 255}` and labels uniform on `0..classes`.
+/// D's "Random" set: pixels uniform in `{0, …, 255}` (data stream of `seed`) and labels uniform
+/// on `0..classes` (labels stream).
 pub fn random_images(
     n: usize,
     shape: &[usize],
@@ -342,11 +344,12 @@ pub fn random_images(
             what: "number of classes",
         });
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let d: usize = shape.iter().product();
+    let mut rng = stream(seed, Purpose::Data);
     let pixels = (0..n * d)
         .map(|_| f64::from(rng.random_range(0..=255u8)))
         .collect();
+    let mut rng = stream(seed, Purpose::Labels);
     let labels = (0..n).map(|_| rng.random_range(0..classes)).collect();
     ImageSet::new(pixels, labels, shape.to_vec(), Path::new("<random images>"))
 }

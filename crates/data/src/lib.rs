@@ -15,6 +15,7 @@ pub use images::{
     FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images, read_idx_images,
     read_mnist_layout,
 };
+pub use overparam_rng::Purpose;
 pub use synthetic::{Labels, SeparatedBinary, separated_binary, sphere};
 
 use std::path::{Path, PathBuf};
@@ -218,10 +219,10 @@ impl Dataset {
         self.classes.as_deref()
     }
 
-    /// A seeded random split into `(train, test)` with `test_size` test samples.
+    /// A seeded random split into `(train, test)` with `test_size` test samples (split stream
+    /// of `seed`).
     pub fn split(&self, test_size: usize, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-        use rand::SeedableRng;
-        use rand::seq::SliceRandom;
+        use overparam_rng::{Purpose, SliceRandom, stream};
         if test_size == 0 || test_size >= self.n {
             return Err(DataError::Subsample {
                 n: test_size,
@@ -229,7 +230,7 @@ impl Dataset {
             });
         }
         let mut order: Vec<usize> = (0..self.n).collect();
-        order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+        order.shuffle(&mut stream(seed, Purpose::Split));
         let (test, train) = order.split_at(test_size);
         let (mut train, mut test) = (train.to_vec(), test.to_vec());
         train.sort_unstable();

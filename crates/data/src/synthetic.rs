@@ -1,9 +1,7 @@
 //! Synthetic data of the papers.
 
 use crate::{DataError, Dataset};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+use overparam_rng::{ChaCha8Rng, Purpose, gaussian, random_sign, stream};
 use serde::{Deserialize, Serialize};
 
 /// How targets are drawn.
@@ -15,17 +13,13 @@ pub enum Labels {
     /// `y_i` uniform on {−1, +1}.
     Sign,
     /// A random teacher, B's network at its init: `y = (1/sqrt(m)) Σ_r a_r relu(w_rᵀ x)` with
-    /// `w_r ~ N(0, I)` and `a_r` uniform ±1, drawn from its own seed.
+    /// `w_r ~ N(0, I)` and `a_r` uniform ±1, drawn from the teacher stream of its own seed.
     Teacher {
         /// The teacher's width m.
         width: usize,
         /// The teacher's seed.
         seed: u64,
     },
-}
-
-fn gaussian(rng: &mut ChaCha8Rng) -> f64 {
-    StandardNormal.sample(rng)
 }
 
 fn unit_vector(rng: &mut ChaCha8Rng, d: usize) -> Vec<f64> {
@@ -39,9 +33,9 @@ fn sign(z: f64) -> f64 {
 }
 
 fn teacher_labels(inputs: &[f64], d: usize, width: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = stream(seed, Purpose::Teacher);
     let w: Vec<f64> = (0..width * d).map(|_| gaussian(&mut rng)).collect();
-    let a: Vec<f64> = (0..width).map(|_| sign(gaussian(&mut rng))).collect();
+    let a: Vec<f64> = (0..width).map(|_| random_sign(&mut rng)).collect();
     inputs
         .chunks(d)
         .map(|x| {
@@ -56,18 +50,20 @@ fn teacher_labels(inputs: &[f64], d: usize, width: usize, seed: u64) -> Vec<f64>
 }
 
 /// `n` points uniform on the unit sphere `S^{d−1}` (B §5: normalized standard Gaussians) with
-/// targets drawn as `labels` says; inputs first, then targets, from one ChaCha8 stream.
+/// targets drawn as `labels` says: inputs from the data stream of `seed`, targets from its
+/// labels stream (or the teacher's), so inputs do not depend on the labels chosen.
 pub fn sphere(n: usize, d: usize, labels: Labels, seed: u64) -> Result<Dataset, DataError> {
     for (what, size) in [("sample count n", n), ("input dimension d", d)] {
         if size == 0 {
             return Err(DataError::Empty { what });
         }
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = stream(seed, Purpose::Data);
     let inputs: Vec<f64> = (0..n).flat_map(|_| unit_vector(&mut rng, d)).collect();
+    let mut rng = stream(seed, Purpose::Labels);
     let targets = match labels {
         Labels::Gaussian => (0..n).map(|_| gaussian(&mut rng)).collect(),
-        Labels::Sign => (0..n).map(|_| sign(gaussian(&mut rng))).collect(),
+        Labels::Sign => (0..n).map(|_| random_sign(&mut rng)).collect(),
         Labels::Teacher { width, seed } => {
             if width == 0 {
                 return Err(DataError::Empty {
@@ -92,7 +88,8 @@ pub struct SeparatedBinary {
 /// C's binary setting (Assumptions 3.4–3.5): unit-norm inputs whose last coordinate is `μ`,
 /// labelled by a random hyperplane through the origin of the first `d − 1` coordinates, and
 /// kept only when their margin to it is at least `φ/2`, so that opposite classes are at least
-/// `φ` apart. Reports the achieved φ.
+/// `φ` apart. Reports the achieved φ. The hyperplane comes from the labels stream of `seed`,
+/// the points from its data stream.
 pub fn separated_binary(
     n: usize,
     d: usize,
@@ -115,8 +112,8 @@ pub fn separated_binary(
             "φ must be a non-negative number, got {phi}"
         )));
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let normal = unit_vector(&mut rng, d - 1);
+    let normal = unit_vector(&mut stream(seed, Purpose::Labels), d - 1);
+    let mut rng = stream(seed, Purpose::Data);
     let radius = (1.0 - mu * mu).sqrt();
     let mut inputs = Vec::with_capacity(n * d);
     let mut targets = Vec::with_capacity(n);

@@ -7,8 +7,7 @@ use overparam_data::{
     DataError, FASHION_MNIST_DIR, Prepare, Split, TargetEncoding, encode_idx_u8, parse_cifar10,
     parse_idx, random_images, read_cifar10_dir, read_idx, read_idx_images, read_mnist_layout,
 };
-use rand::{RngExt, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use overparam_rng::{Purpose, RngExt, stream};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -218,7 +217,7 @@ fn cifar10_directory_reads_test_batch() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = ChaCha8Rng::seed_from_u64(2024);
+    let mut rng = stream(2024, Purpose::Data);
     let path = Path::new("random.bin");
     for case in 0..1000 {
         let len = rng.random_range(0..64usize);

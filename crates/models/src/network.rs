@@ -6,9 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::{conv1d, conv2d};
 use burn::tensor::ops::ConvOptions;
 use overparam_device::Compute;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+use overparam_rng::{Purpose, gaussian, random_sign, stream};
 
 /// A network of any paper: named 2-D parameter matrices plus the config that says how the
 /// forward pass combines them.
@@ -22,28 +20,19 @@ pub struct Network {
     specs: Vec<LayerSpec>,
 }
 
-/// Row-major initial values of every layer, drawn with ChaCha8 from the config's seed in layer
-/// order, so that an init is identical on every backend and precision.
+/// Row-major initial values of every layer, drawn in layer order from the init stream of the
+/// config's seed (never the stream of the data, whatever seed the data has), so that an init
+/// is identical on every backend and precision.
 pub fn initial_values(config: &ModelConfig) -> Vec<Vec<f64>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut rng = stream(config.seed, Purpose::Init);
     config
         .layers()
         .iter()
         .map(|spec| {
             let len = spec.shape[0] * spec.shape[1];
             match spec.init {
-                Init::Gaussian { std } => (0..len)
-                    .map(|_| {
-                        let z: f64 = StandardNormal.sample(&mut rng);
-                        std * z
-                    })
-                    .collect(),
-                Init::RandomSign => (0..len)
-                    .map(|_| {
-                        let z: f64 = StandardNormal.sample(&mut rng);
-                        if z >= 0.0 { 1.0 } else { -1.0 }
-                    })
-                    .collect(),
+                Init::Gaussian { std } => (0..len).map(|_| std * gaussian(&mut rng)).collect(),
+                Init::RandomSign => (0..len).map(|_| random_sign(&mut rng)).collect(),
                 Init::HalfSigns => (0..len)
                     .map(|i| if i < len / 2 { 1.0 } else { -1.0 })
                     .collect(),

@@ -7,9 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use overparam_data::Dataset;
 use overparam_device::{Compute, to_f64_scalar};
 use overparam_models::{ConfigError, Network, forward};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use overparam_rng::{ChaCha8Rng, Purpose, SliceRandom, stream};
 use serde::{Deserialize, Serialize};
 
 /// Which gradient method.
@@ -24,7 +22,8 @@ pub enum Optimizer {
     Sgd {
         /// B.
         batch_size: usize,
-        /// Seed of the permutations.
+        /// Seed of the permutations (their own batch-order stream: equal to the data's or the
+        /// init's seed, it still draws independent numbers).
         shuffle_seed: u64,
     },
 }
@@ -235,7 +234,7 @@ struct Batches {
 impl Batches {
     fn new(n: usize, batch_size: usize, seed: u64) -> Self {
         Self {
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rng: stream(seed, Purpose::BatchOrder),
             order: (0..n).collect(),
             next: n,
             batch_size,

@@ -13,17 +13,15 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use overparam_data::{
-    Dataset, FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images,
-    read_mnist_layout,
-};
+use overparam_data::{FASHION_MNIST_DIR, Purpose, Split, random_images, read_mnist_layout};
 use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
+use overparam_experiments::setups::{d_images, d_practical};
 use overparam_experiments::stats::{Spread, band_series, by_x, curves};
 use overparam_experiments::store::{ResultsDir, Table};
-use overparam_models::{Activation, Architecture, ModelConfig, Network};
+use overparam_models::{Activation, Network};
 use overparam_plot::{Figure, Legend, Scale, Series, Style, log_log_fit};
 use overparam_train::{Loss, Optimizer, Snapshot, TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
@@ -140,21 +138,6 @@ fn accuracy(outputs: &[f64], targets: &[f64], k: usize) -> f64 {
     right as f64 / (outputs.len() / k) as f64
 }
 
-fn prepare(images: &ImageSet, n: Option<usize>, seed: u64, random_labels: bool) -> Result<Dataset> {
-    Ok(images.prepare(&Prepare {
-        n,
-        seed,
-        random_labels,
-        // The usual image preprocessing of practical networks (pixels in [0, 1], mean image
-        // subtracted), not the unit norm that A–C assume: with He init it keeps the first
-        // layer's pre-activations O(1) instead of O(1/sqrt(d)).
-        center: true,
-        unit_norm: false,
-        encoding: TargetEncoding::OneHot,
-        ..Prepare::default()
-    })?)
-}
-
 impl Experiment for Practical {
     type Point = Point;
     type Output = Output;
@@ -220,27 +203,32 @@ impl Experiment for Practical {
                 )
             })
         };
+        const TRAIN: Purpose = Purpose::Subsample;
         let train_images = read(Split::Train)?;
         let train = match p.setting {
-            Setting::Natural => prepare(&train_images, Some(p.n), p.seed, false)?,
-            Setting::RandomLabels => prepare(&train_images, Some(p.n), p.seed, true)?,
+            Setting::Natural => d_images(&train_images, Some(p.n), p.seed, TRAIN, false)?,
+            Setting::RandomLabels => d_images(&train_images, Some(p.n), p.seed, TRAIN, true)?,
             Setting::RandomPixels => {
                 let pixels = random_images(p.n, &train_images.shape, 10, p.seed)?;
-                prepare(&pixels, None, p.seed, false)?
+                d_images(&pixels, None, p.seed, TRAIN, false)?
             }
         };
-        let test = prepare(&read(Split::Test)?, Some(p.test_size), p.seed, false)?;
+        let test = d_images(
+            &read(Split::Test)?,
+            Some(p.test_size),
+            p.seed,
+            Purpose::TestSubsample,
+            false,
+        )?;
         let k = train.target_dim();
-        let config = ModelConfig {
-            input_dim: train.input_dim(),
-            arch: Architecture::Practical {
-                blocks: p.blocks,
-                width: p.width,
-                activation: p.activation,
-                outputs: k,
-            },
-            seed: p.seed,
-        };
+        let config = d_practical(
+            train.input_dim(),
+            p.blocks,
+            p.width,
+            p.activation,
+            k,
+            p.seed,
+        );
         let mut net = Network::init(&config, compute)?;
         let per_epoch = p.n.div_ceil(p.batch);
         let mut cfg = TrainConfig::gd(p.step_size, p.epochs * per_epoch);

@@ -19,9 +19,10 @@ use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
+use overparam_experiments::setups::c_deep_relu;
 use overparam_experiments::stats::{Spread, band_series, by_x, curves};
 use overparam_experiments::store::{ResultsDir, Table};
-use overparam_models::{Architecture, LayerKind, ModelConfig, Network};
+use overparam_models::{LayerKind, Network};
 use overparam_plot::{Figure, Legend, Scale, Style, log_log_fit};
 use overparam_train::{Loss, Optimizer, Snapshot, TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
@@ -241,14 +242,7 @@ impl Experiment for Classification {
     fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
         let compute = &ctx.compute;
         let (data, phi) = load(p)?;
-        let config = ModelConfig {
-            input_dim: data.input_dim(),
-            arch: Architecture::DeepRelu {
-                depth: p.depth,
-                width: p.width,
-            },
-            seed: p.seed,
-        };
+        let config = c_deep_relu(data.input_dim(), p.depth, p.width, p.seed);
         let mut net = Network::init(&config, compute)?;
         let initial = net.clone();
         let eta = p.step_scale / p.width as f64;
