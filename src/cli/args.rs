@@ -2,6 +2,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use overparam_analysis::SpectrumMode;
 use overparam_data::{
     Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Purpose, Split,
     TargetEncoding, check_inputs, random_images, read_cifar10_dir, read_mnist_layout,
@@ -157,6 +158,30 @@ pub enum LabelKind {
     Sign,
     /// y from a random two-layer ReLU network.
     Teacher,
+}
+
+/// `--spectrum`: which eigenvalues of the Gram or kernel matrices to compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpectrumKind {
+    /// Every eigenvalue up to n = 2000, λ_min and λ_max only above.
+    Auto,
+    /// λ_min and λ_max by Lanczos (λ_min on the inverse via one Cholesky factorization).
+    Extremes,
+    /// Every eigenvalue (full symmetric eigendecomposition).
+    Full,
+    /// No spectra.
+    None,
+}
+
+impl From<SpectrumKind> for SpectrumMode {
+    fn from(kind: SpectrumKind) -> Self {
+        match kind {
+            SpectrumKind::Auto => SpectrumMode::Auto,
+            SpectrumKind::Extremes => SpectrumMode::Extremes,
+            SpectrumKind::Full => SpectrumMode::Full,
+            SpectrumKind::None => SpectrumMode::None,
+        }
+    }
 }
 
 /// Which backend and precision.

@@ -1,10 +1,11 @@
 //! `overparam gram`: per-layer Gram matrices of a network on a dataset, their spectra, `.npy`.
 
-use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, setup};
-use super::{save_matrices, write_json};
+use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
+use super::{Timing, save_matrices, write_json};
 use clap::{Args, ValueEnum};
 use overparam_analysis::{GramStrategy, grams};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Options of `overparam gram`.
 #[derive(Debug, Clone, Args)]
@@ -24,6 +25,10 @@ pub struct GramArgs {
     /// Directory for gram_<layer>.npy, gram_total.npy and spectrum.json.
     #[arg(long, default_value = "results/gram")]
     pub out: PathBuf,
+    /// Eigenvalues to compute: auto (all up to n = 2000, λ_min and λ_max above), extremes, full
+    /// or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub spectrum: SpectrumKind,
 }
 
 /// Gram strategies.
@@ -52,15 +57,22 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
         network,
     } = setup(&args.model, &args.data, &args.compute)?;
     let data = &checked.data;
+    let start = Instant::now();
     let g = grams(&network, data.inputs(), &compute, args.strategy.into())?;
     for warning in &g.warnings {
         eprintln!("warning: {warning}");
     }
     let named = g.names.iter().map(String::as_str).chain(["total"]);
+    let mut timing = Timing {
+        matrices_s: start.elapsed().as_secs_f64(),
+        ..Timing::default()
+    };
     let spectra = save_matrices(
         &args.out,
         "gram",
         named.zip(g.layers.iter().chain([&g.total])),
+        args.spectrum.into(),
+        &mut timing,
     )?;
     let summary = serde_json::json!({
         "model": network.config(),
@@ -68,8 +80,10 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
         "strategy": format!("{:?}", g.strategy).to_lowercase(),
         "device": compute.to_string(),
         "spectra": spectra,
+        "timing": timing,
     });
     write_json(&args.out.join("spectrum.json"), &summary)?;
+    timing.print();
     println!("Gram matrices and spectra in {}", args.out.display());
     Ok(())
 }

@@ -7,8 +7,10 @@ pub mod train;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use overparam_analysis::{Extremes, SpectrumMode};
 use serde::Serialize;
 use std::path::Path;
+use std::time::Instant;
 
 /// Train the networks of the over-parameterization papers and measure them.
 #[derive(Debug, Parser)]
@@ -49,46 +51,73 @@ pub struct MergeArgs {
 pub struct MatrixSpectrum {
     /// Layer name (or `total`, `Hinf`).
     pub layer: String,
-    /// λ_min.
-    pub lambda_min: f64,
-    /// λ_max.
-    pub lambda_max: f64,
+    /// λ_min, λ_max, how they were computed, and the Lanczos steps.
+    #[serde(flatten)]
+    pub extremes: Extremes,
     /// λ_max / λ_min.
     pub condition_number: f64,
-    /// All eigenvalues, increasing.
-    pub eigenvalues: Vec<f64>,
+    /// All eigenvalues, increasing (with `--spectrum full`, or auto up to n = 2000).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eigenvalues: Option<Vec<f64>>,
 }
 
-/// Writes each named matrix to `<out>/<prefix>_<name>.npy`, prints its extreme eigenvalues and
-/// returns the spectra.
+/// Seconds spent on each part of a command, printed and written to `spectrum.json`.
+#[derive(Debug, Default, Serialize)]
+pub struct Timing {
+    /// Building the matrices.
+    pub matrices_s: f64,
+    /// Their spectra.
+    pub spectra_s: f64,
+    /// Writing the `.npy` files.
+    pub writing_s: f64,
+}
+
+/// Writes each named matrix to `<out>/<prefix>_<name>.npy`, prints its extreme eigenvalues
+/// (computed as `mode` says) and returns the spectra, adding the time spent to `timing`.
 pub fn save_matrices<'a>(
     out: &Path,
     prefix: &str,
     named: impl IntoIterator<Item = (&'a str, &'a faer::Mat<f64>)>,
+    mode: SpectrumMode,
+    timing: &mut Timing,
 ) -> anyhow::Result<Vec<MatrixSpectrum>> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("creating output directory {}", out.display()))?;
     let mut spectra = Vec::new();
     for (name, matrix) in named {
         let path = out.join(format!("{prefix}_{name}.npy"));
+        let start = Instant::now();
         overparam_analysis::write_npy(&path, matrix)
             .with_context(|| format!("writing {}", path.display()))?;
-        let s = overparam_analysis::Spectrum::of(matrix);
+        timing.writing_s += start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let Some((extremes, eigenvalues)) = mode.spectrum(matrix) else {
+            continue;
+        };
+        timing.spectra_s += start.elapsed().as_secs_f64();
+        let condition_number = extremes.condition_number();
         println!(
-            "{name:<8} λmin {:>12.6e}  λmax {:>12.6e}  cond {:>10.3e}",
-            s.lambda_min(),
-            s.lambda_max(),
-            s.condition_number()
+            "{name:<8} λmin {:>12.6e}  λmax {:>12.6e}  cond {condition_number:>10.3e}",
+            extremes.lambda_min, extremes.lambda_max,
         );
         spectra.push(MatrixSpectrum {
             layer: name.to_string(),
-            lambda_min: s.lambda_min(),
-            lambda_max: s.lambda_max(),
-            condition_number: s.condition_number(),
-            eigenvalues: s.eigenvalues,
+            extremes,
+            condition_number,
+            eigenvalues,
         });
     }
     Ok(spectra)
+}
+
+impl Timing {
+    /// Prints the split.
+    pub fn print(&self) {
+        println!(
+            "time: matrices {:.2} s, spectra {:.2} s, writing {:.2} s",
+            self.matrices_s, self.spectra_s, self.writing_s
+        );
+    }
 }
 
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).

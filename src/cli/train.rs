@@ -1,6 +1,6 @@
 //! `overparam train`: train one network and write its result.
 
-use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, setup};
+use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
 use super::gram::StrategyKind;
 use super::write_json;
 use anyhow::Context;
@@ -59,6 +59,10 @@ pub struct TrainArgs {
     /// Gram strategy of the recorder.
     #[arg(long, value_enum, default_value = "structured")]
     pub gram_strategy: StrategyKind,
+    /// How the recorder computes λ_min and the drift norm: auto (full eigenvalues up to
+    /// n = 2000, Lanczos extremes above), extremes, full, or none (recorded as empty).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub spectrum: SpectrumKind,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -142,6 +146,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .then(|| {
             let theory = args.lambda0.map(|l| (l, args.step_size));
             DynamicsRecorder::new(&network, &compute, args.gram_strategy.into(), theory)
+                .map(|r| r.with_spectrum(args.spectrum.into()))
         })
         .transpose()?;
     let outcome = match recorder.as_mut() {

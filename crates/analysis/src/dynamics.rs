@@ -1,7 +1,7 @@
 //! The training-dynamics quantities of A and B, recorded by an observer of the trainer.
 
 use crate::gram::{AnalysisError, GramStrategy, grams};
-use crate::spectrum::{lambda_min, operator_norm};
+use crate::spectrum::SpectrumMode;
 use burn::tensor::Tensor;
 use faer::Mat;
 use overparam_device::{Compute, to_f64_vec};
@@ -51,6 +51,7 @@ pub struct DynamicsRecorder {
     compute: Compute,
     strategy: GramStrategy,
     theory: Option<(f64, f64)>,
+    spectrum: SpectrumMode,
     names: Vec<String>,
     initial: Option<Initial>,
     /// The records, in step order.
@@ -58,6 +59,13 @@ pub struct DynamicsRecorder {
 }
 
 impl DynamicsRecorder {
+    /// How λ_min and the drift norm are computed (default [`SpectrumMode::Auto`]: full
+    /// eigenvalues up to 2000 samples, Lanczos extremes above; `None` records NaN).
+    pub fn with_spectrum(mut self, spectrum: SpectrumMode) -> Self {
+        self.spectrum = spectrum;
+        self
+    }
+
     /// A recorder for `net`; with `theory = Some((λ0, η))` it also records the bound.
     pub fn new(
         net: &Network,
@@ -72,6 +80,7 @@ impl DynamicsRecorder {
             compute: compute.clone(),
             strategy,
             theory,
+            spectrum: SpectrumMode::Auto,
             names: net.specs().iter().map(|s| s.name.clone()).collect(),
             initial: None,
             records: Vec::new(),
@@ -211,7 +220,7 @@ impl Observer for DynamicsRecorder {
         let pats = patterns(s.network, self.compute.tensor(data.inputs(), [n, d]));
         let initial = self.initial.get_or_insert_with(|| Initial {
             values: values.clone(),
-            gram_norm: operator_norm(&g.total),
+            gram_norm: self.spectrum.operator_norm(&g.total),
             gram: g.total.clone(),
             loss: s.loss,
             patterns: pats.clone(),
@@ -241,9 +250,13 @@ impl Observer for DynamicsRecorder {
             step: s.step,
             loss: s.loss,
             ln_mse: mse.ln(),
-            lambda_min: lambda_min(&g.total),
-            lambda_min_layers: g.layers.iter().map(lambda_min).collect(),
-            gram_drift: operator_norm(&drift) / initial.gram_norm,
+            lambda_min: self.spectrum.lambda_min(&g.total),
+            lambda_min_layers: g
+                .layers
+                .iter()
+                .map(|l| self.spectrum.lambda_min(l))
+                .collect(),
+            gram_drift: self.spectrum.operator_norm(&drift) / initial.gram_norm,
             distance,
             distance_per_sqrt_m: per_sqrt_m,
             max_neuron_distance: max_neuron,

@@ -3,11 +3,13 @@
 //! the training-dynamics quantities recorded during GD.
 
 pub mod dynamics;
+pub mod extremes;
 pub mod gram;
 pub mod npy;
 pub mod spectrum;
 
 pub use dynamics::{DynamicsRecorder, Record, pattern_changes};
+pub use extremes::{Extremes, ExtremesMethod, extremes, symmetric_norm};
 pub use gram::{AnalysisError, GramStrategy, LayerGrams, grams};
 pub use npy::write_npy;
-pub use spectrum::{Spectrum, operator_norm, spectral_norm};
+pub use spectrum::{Spectrum, SpectrumMode, operator_norm, spectral_norm};

@@ -1,6 +1,67 @@
 //! Eigenvalues of symmetric matrices in f64 with faer.
 
+use crate::extremes::{Extremes, extremes, symmetric_norm};
 use faer::{Mat, Side};
+use serde::Serialize;
+
+/// Which eigenvalues of a Gram or kernel matrix to compute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpectrumMode {
+    /// [`SpectrumMode::Full`] up to [`SpectrumMode::AUTO_LIMIT`] samples, extremes above.
+    #[default]
+    Auto,
+    /// λ_min and λ_max only, by Lanczos ([`extremes`]).
+    Extremes,
+    /// Every eigenvalue (a full symmetric eigendecomposition, O(n³) with a large constant).
+    Full,
+    /// No spectra.
+    None,
+}
+
+impl SpectrumMode {
+    /// Above this many samples [`SpectrumMode::Auto`] computes extremes only.
+    pub const AUTO_LIMIT: usize = 2000;
+
+    /// The mode for an n × n matrix: `Auto` resolved, the others as they are.
+    pub fn resolve(self, n: usize) -> SpectrumMode {
+        match self {
+            SpectrumMode::Auto if n > Self::AUTO_LIMIT => SpectrumMode::Extremes,
+            SpectrumMode::Auto => SpectrumMode::Full,
+            other => other,
+        }
+    }
+
+    /// λ_min of a symmetric PSD matrix in this mode (NaN for `None`).
+    pub fn lambda_min(self, g: &Mat<f64>) -> f64 {
+        match self.resolve(g.nrows()) {
+            SpectrumMode::Extremes => extremes(g).lambda_min,
+            SpectrumMode::None => f64::NAN,
+            _ => lambda_min(g),
+        }
+    }
+
+    /// `‖g‖₂` of a symmetric (possibly indefinite) matrix in this mode (NaN for `None`).
+    pub fn operator_norm(self, g: &Mat<f64>) -> f64 {
+        match self.resolve(g.nrows()) {
+            SpectrumMode::Extremes => symmetric_norm(g),
+            SpectrumMode::None => f64::NAN,
+            _ => operator_norm(g),
+        }
+    }
+
+    /// The extremes and, in full mode, every eigenvalue (`None` in mode `None`).
+    pub fn spectrum(self, g: &Mat<f64>) -> Option<(Extremes, Option<Vec<f64>>)> {
+        match self.resolve(g.nrows()) {
+            SpectrumMode::Extremes => Some((extremes(g), None)),
+            SpectrumMode::None => None,
+            _ => {
+                let s = Spectrum::of(g);
+                Some((Extremes::from_spectrum(&s), Some(s.eigenvalues)))
+            }
+        }
+    }
+}
 
 /// The eigendecomposition of a symmetric matrix, eigenvalues in increasing order.
 #[derive(Debug, Clone)]

@@ -44,11 +44,13 @@ pub enum Purpose {
     TestSubsample = 7,
     /// A random train/test split of one set.
     Split = 8,
+    /// Start vectors of iterative eigensolvers.
+    Solver = 9,
 }
 
 impl Purpose {
     /// Every purpose, for tests and documentation.
-    pub const ALL: [Purpose; 8] = [
+    pub const ALL: [Purpose; 9] = [
         Purpose::Data,
         Purpose::Labels,
         Purpose::Init,
@@ -57,6 +59,7 @@ impl Purpose {
         Purpose::Subsample,
         Purpose::TestSubsample,
         Purpose::Split,
+        Purpose::Solver,
     ];
 
     /// The ChaCha stream id of this purpose.
