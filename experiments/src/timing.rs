@@ -2,6 +2,17 @@
 
 use std::time::Instant;
 
+/// The options of the benchmarks that time one computation on n points.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// n (samples).
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Timed repetitions (after one warm-up); the median is printed.
+    #[arg(long, default_value_t = 3)]
+    pub reps: usize,
+}
+
 /// Median of `reps` wall-clock timings of `f`, in seconds, after one untimed warm-up call.
 pub fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     f();

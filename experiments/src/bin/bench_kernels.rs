@@ -5,28 +5,24 @@
 use anyhow::Result;
 use clap::Parser;
 use overparam_data::{Labels, sphere};
-use overparam_experiments::timing::median_seconds;
+use overparam_experiments::timing::{BenchArgs, median_seconds};
 use overparam_kernels::{k_h, ntk_limit};
 use overparam_models::{Activation, Architecture, ModelConfig};
 
 /// Benchmark the kernel recursions.
 #[derive(Debug, Parser)]
 struct Args {
-    /// n (samples).
-    #[arg(long, default_value_t = 2000)]
-    n: usize,
+    #[command(flatten)]
+    bench: BenchArgs,
     /// H (depth).
     #[arg(long, default_value_t = 8)]
     depth: usize,
-    /// Timed repetitions (after one warm-up); the median is printed.
-    #[arg(long, default_value_t = 3)]
-    reps: usize,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
     let d = 100;
-    let data = sphere(args.n, d, Labels::Gaussian, 0)?;
+    let data = sphere(args.bench.n, d, Labels::Gaussian, 0)?;
     let activation = Activation::Softplus;
     for (name, arch) in [
         (
@@ -55,18 +51,18 @@ fn main() -> Result<()> {
         let kernel = k_h(&config, data.inputs())?;
         let limit = ntk_limit(&config, data.inputs())?;
         let agree = (kernel[(0, 1)] - limit.k_h()[(0, 1)]).abs() <= 1e-15;
-        let k_seconds = median_seconds(args.reps, || {
+        let k_seconds = median_seconds(args.bench.reps, || {
             k_h(&config, data.inputs()).expect("computed above");
         });
-        let full_seconds = median_seconds(args.reps, || {
+        let full_seconds = median_seconds(args.bench.reps, || {
             ntk_limit(&config, data.inputs()).expect("computed above");
         });
         println!(
             "{name:<7} softplus n={} H={}: K^(H) {k_seconds:.2} s, full NTK limit {full_seconds:.2} s \
              (median of {}; K^(H)[0,1] = {:.6e}, same in both: {agree})",
-            args.n,
+            args.bench.n,
             args.depth,
-            args.reps,
+            args.bench.reps,
             kernel[(0, 1)]
         );
     }

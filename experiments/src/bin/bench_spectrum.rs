@@ -8,23 +8,19 @@ use clap::Parser;
 use faer::Side;
 use overparam_analysis::extremes;
 use overparam_data::{Labels, sphere};
-use overparam_experiments::timing::median_seconds;
+use overparam_experiments::timing::{BenchArgs, median_seconds};
 use overparam_kernels::{h_infinity, ntk_limit};
 use overparam_models::{Activation, Architecture, ModelConfig};
 
 /// Benchmark the extreme eigenvalues.
 #[derive(Debug, Parser)]
 struct Args {
-    /// n (samples).
-    #[arg(long, default_value_t = 2000)]
-    n: usize,
-    /// Timed repetitions (after one warm-up); the median is printed.
-    #[arg(long, default_value_t = 3)]
-    reps: usize,
+    #[command(flatten)]
+    bench: BenchArgs,
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let args = Args::parse().bench;
     let d = 100;
     let data = sphere(args.n, d, Labels::Gaussian, 0)?;
     let config = ModelConfig {
