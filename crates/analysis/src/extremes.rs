@@ -9,7 +9,9 @@
 //! steps. A Ritz value θ with residual r = β_k |s_k| is within r of an eigenvalue (and within
 //! r²/gap), so stopping at r ≤ tol·θ gives λ to about `tol` relative accuracy. When G is not
 //! numerically positive definite (λ_min below about n·ε·λ_max, where double precision cannot
-//! resolve it anyway) the Cholesky factorization fails and the full solver answers.
+//! resolve it anyway) the Cholesky factorization fails; then the full solver answers up to
+//! [`FULL_FALLBACK_LIMIT`] rows, and above it Lanczos on `λ_max·I − G` gives λ_min to an
+//! absolute accuracy of about `tol·λ_max`, the most such a matrix allows.
 
 use crate::spectrum::Spectrum;
 use faer::linalg::solvers::Solve;
@@ -25,6 +27,9 @@ pub enum ExtremesMethod {
     Lanczos,
     /// The full symmetric eigendecomposition (small n, or G not numerically definite).
     Full,
+    /// Lanczos on G for λ_max and on `λ_max·I − G` for λ_min (large G that is not numerically
+    /// definite: λ_min is at the rounding floor, known to about `tol·λ_max`).
+    Shifted,
 }
 
 /// The two extreme eigenvalues of a symmetric PSD matrix.
@@ -67,6 +72,9 @@ pub const TOLERANCE: f64 = 1e-13;
 /// Below this size the full solver is as fast and is used.
 const SMALL: usize = 64;
 
+/// Up to this size a matrix whose Cholesky factorization fails goes to the full solver.
+pub const FULL_FALLBACK_LIMIT: usize = 2000;
+
 /// λ_min and λ_max of the symmetric PSD matrix `g` (its lower triangle is read), to about
 /// [`TOLERANCE`] relative accuracy.
 ///
@@ -79,18 +87,30 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
         return Extremes::from_spectrum(&Spectrum::of(g));
     }
     let sym = symmetric(g);
-    let Ok(llt) = sym.llt(Side::Lower) else {
-        return Extremes::from_spectrum(&Spectrum::of(g));
-    };
     let start = start_vector(n);
-    let (lambda_max, max_steps) = lanczos_top(
-        |v, out| {
+    let product = |shift: f64, sign: f64| {
+        let sym = &sym;
+        move |v: &[f64], out: &mut [f64]| {
             let x = Col::from_fn(n, |i| v[i]);
-            let y = &sym * &x;
-            out.iter_mut().enumerate().for_each(|(i, o)| *o = y[i]);
-        },
-        &start,
-    );
+            let y = sym * &x;
+            out.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = shift * v[i] + sign * y[i]);
+        }
+    };
+    let (lambda_max, max_steps) = lanczos_top(product(0.0, 1.0), &start);
+    let Ok(llt) = sym.llt(Side::Lower) else {
+        if n <= FULL_FALLBACK_LIMIT {
+            return Extremes::from_spectrum(&Spectrum::of(g));
+        }
+        let (top, min_steps) = lanczos_top(product(lambda_max, -1.0), &start);
+        return Extremes {
+            lambda_min: lambda_max - top,
+            lambda_max,
+            steps: [min_steps, max_steps],
+            method: ExtremesMethod::Shifted,
+        };
+    };
     let (inverse_max, min_steps) = lanczos_top(
         |v, out| {
             let mut x = Col::from_fn(n, |i| v[i]);
@@ -289,6 +309,17 @@ mod tests {
         let small = extremes(&with_spectrum(&[1.0, 2.0, 3.0], 4));
         assert_eq!(small.method, ExtremesMethod::Full);
         assert!(relative(small.lambda_min, 1.0) < 1e-12 && relative(small.lambda_max, 3.0) < 1e-12);
+    }
+
+    #[test]
+    fn a_large_singular_matrix_gets_its_rounding_floor_from_the_shifted_operator() {
+        let n = FULL_FALLBACK_LIMIT + 100;
+        // Rank n/2: Cholesky fails; λ_min = 0 must come back within ~tol·λ_max.
+        let b = Mat::<f64>::from_fn(n, n / 2, |i, j| ((i * 7 + j * 13) % 17) as f64 - 8.0);
+        let g = &b * b.transpose();
+        let e = extremes(&g);
+        assert_eq!(e.method, ExtremesMethod::Shifted, "{e:?}");
+        assert!(e.lambda_min.abs() < 1e-9 * e.lambda_max, "{e:?}");
     }
 
     #[test]
