@@ -14,7 +14,7 @@
 //! absolute accuracy of about `tol·λ_max`, the most such a matrix allows.
 
 use crate::spectrum::Spectrum;
-use faer::linalg::solvers::Solve;
+use faer::linalg::solvers::{Llt, Solve};
 use faer::{Col, Mat, Side};
 use overparam_rng::{Purpose, gaussian, stream};
 use serde::Serialize;
@@ -67,10 +67,16 @@ impl Extremes {
 }
 
 /// Relative accuracy of the Lanczos extremes.
-pub const TOLERANCE: f64 = 1e-13;
+pub const TOLERANCE: f64 = 1e-11;
 
 /// Below this size the full solver is as fast and is used.
 const SMALL: usize = 64;
+
+/// The most Lanczos steps of one run.
+const MAX_STEPS: usize = 600;
+
+/// Steps on G⁻¹ before λ_min is refined with a shift.
+const PROBE_STEPS: usize = 20;
 
 /// Up to this size a matrix whose Cholesky factorization fails goes to the full solver.
 pub const FULL_FALLBACK_LIMIT: usize = 2000;
@@ -86,44 +92,71 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
     if n <= SMALL {
         return Extremes::from_spectrum(&Spectrum::of(g));
     }
-    let sym = symmetric(g);
+    let mut sym = symmetric(g);
     let start = start_vector(n);
-    let product = |shift: f64, sign: f64| {
-        let sym = &sym;
-        move |v: &[f64], out: &mut [f64]| {
-            let x = Col::from_fn(n, |i| v[i]);
-            let y = sym * &x;
-            out.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = shift * v[i] + sign * y[i]);
-        }
-    };
-    let (lambda_max, max_steps) = lanczos_top(product(0.0, 1.0), &start);
+    let top = lanczos_top(product(&sym, 0.0, 1.0), &start, MAX_STEPS);
+    let lambda_max = top.theta;
     let Ok(llt) = sym.llt(Side::Lower) else {
         if n <= FULL_FALLBACK_LIMIT {
             return Extremes::from_spectrum(&Spectrum::of(g));
         }
-        let (top, min_steps) = lanczos_top(product(lambda_max, -1.0), &start);
+        let shifted = lanczos_top(product(&sym, lambda_max, -1.0), &start, MAX_STEPS);
         return Extremes {
-            lambda_min: lambda_max - top,
+            lambda_min: lambda_max - shifted.theta,
             lambda_max,
-            steps: [min_steps, max_steps],
+            steps: [shifted.steps, top.steps],
             method: ExtremesMethod::Shifted,
         };
     };
-    let (inverse_max, min_steps) = lanczos_top(
-        |v, out| {
-            let mut x = Col::from_fn(n, |i| v[i]);
-            llt.solve_in_place(x.as_mat_mut());
-            out.iter_mut().enumerate().for_each(|(i, o)| *o = x[i]);
-        },
-        &start,
-    );
-    Extremes {
-        lambda_min: 1.0 / inverse_max,
+    let first = lanczos_top(inverse(&llt), &start, PROBE_STEPS);
+    let method = ExtremesMethod::Lanczos;
+    let done = |lambda_min: f64, min_steps: usize| Extremes {
+        lambda_min,
         lambda_max,
-        steps: [min_steps, max_steps],
-        method: ExtremesMethod::Lanczos,
+        steps: [min_steps, top.steps],
+        method,
+    };
+    if first.converged {
+        return done(1.0 / first.theta, first.steps);
+    }
+    // A crowded bottom: shift to σ just below λ_min, where (G − σI)⁻¹ separates λ_min from
+    // its neighbours. 1/θ ≥ λ_min, and once θ is the top it is within r of μ_max = 1/λ_min;
+    // σ keeps twice that margin below. If the guess is wrong G − σI is indefinite, its
+    // Cholesky factorization fails, and Lanczos on G⁻¹ simply goes on.
+    let (upper, lower) = (1.0 / first.theta, 1.0 / (first.theta + first.residual));
+    let sigma = lower - (upper - lower);
+    if sigma > 0.0 {
+        drop(llt);
+        (0..n).for_each(|i| sym[(i, i)] -= sigma);
+        if let Ok(shifted_llt) = sym.llt(Side::Lower) {
+            let shifted = lanczos_top(inverse(&shifted_llt), &start, MAX_STEPS);
+            return done(sigma + 1.0 / shifted.theta, first.steps + shifted.steps);
+        }
+        (0..n).for_each(|i| sym[(i, i)] += sigma);
+        let llt = sym.llt(Side::Lower).expect("factored before the shift");
+        let plain = lanczos_top(inverse(&llt), &start, MAX_STEPS);
+        return done(1.0 / plain.theta, first.steps + plain.steps);
+    }
+    let plain = lanczos_top(inverse(&llt), &start, MAX_STEPS);
+    done(1.0 / plain.theta, plain.steps)
+}
+
+/// `v ↦ shift·v + sign·G v`.
+fn product(sym: &Mat<f64>, shift: f64, sign: f64) -> impl FnMut(&[f64], &mut [f64]) + '_ {
+    move |v, out| {
+        let y = sym * Col::from_fn(v.len(), |i| v[i]);
+        out.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = shift * v[i] + sign * y[i]);
+    }
+}
+
+/// `v ↦ (LLᵀ)⁻¹ v`.
+fn inverse(llt: &Llt<f64>) -> impl FnMut(&[f64], &mut [f64]) + '_ {
+    move |v, out| {
+        let mut x = Col::from_fn(v.len(), |i| v[i]);
+        llt.solve_in_place(x.as_mat_mut());
+        out.iter_mut().enumerate().for_each(|(i, o)| *o = x[i]);
     }
 }
 
@@ -137,19 +170,7 @@ pub fn symmetric_norm(g: &Mat<f64>) -> f64 {
     }
     let sym = symmetric(g);
     let start = start_vector(n);
-    let top = |sign: f64| {
-        lanczos_top(
-            |v, out| {
-                let x = Col::from_fn(n, |i| v[i]);
-                let y = &sym * &x;
-                out.iter_mut()
-                    .enumerate()
-                    .for_each(|(i, o)| *o = sign * y[i]);
-            },
-            &start,
-        )
-        .0
-    };
+    let top = |sign: f64| lanczos_top(product(&sym, 0.0, sign), &start, MAX_STEPS).theta;
     top(1.0).abs().max(top(-1.0).abs())
 }
 
@@ -170,16 +191,26 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+/// The top Ritz value of a Lanczos run.
+#[derive(Debug, Clone, Copy)]
+struct Ritz {
+    /// θ, a lower bound of the top eigenvalue.
+    theta: f64,
+    /// r = β_k |s_k|: some eigenvalue lies within r of θ.
+    residual: f64,
+    steps: usize,
+    converged: bool,
+}
+
 /// The largest eigenvalue of the symmetric operator `apply` by Lanczos with full
-/// reorthogonalization from `start`, and the number of steps taken.
-fn lanczos_top(mut apply: impl FnMut(&[f64], &mut [f64]), start: &[f64]) -> (f64, usize) {
+/// reorthogonalization from `start`, in at most `max_steps` steps.
+fn lanczos_top(mut apply: impl FnMut(&[f64], &mut [f64]), start: &[f64], max_steps: usize) -> Ritz {
     let n = start.len();
-    let max_steps = n.min(600);
+    let max_steps = max_steps.min(n).max(1);
     let norm = dot(start, start).sqrt();
     let mut basis: Vec<Vec<f64>> = vec![start.iter().map(|v| v / norm).collect()];
     let (mut alpha, mut beta) = (Vec::new(), Vec::new());
     let mut w = vec![0.0; n];
-    let mut theta = 0.0;
     for k in 0..max_steps {
         apply(&basis[k], &mut w);
         alpha.push(dot(&basis[k], &w));
@@ -192,26 +223,31 @@ fn lanczos_top(mut apply: impl FnMut(&[f64], &mut [f64]), start: &[f64]) -> (f64
         }
         let b = dot(&w, &w).sqrt();
         let steps = k + 1;
-        let check = steps == max_steps || steps % 5 == 0 || b == 0.0;
-        if check {
-            let (ritz, second, last) = top_ritz(&alpha, &beta);
-            theta = ritz;
+        if steps == max_steps || steps % 5 == 0 || b == 0.0 {
+            let (theta, second, last) = top_ritz(&alpha, &beta);
             // The Ritz value is within r of an eigenvalue, and within r²/gap once the gap to
             // the rest of the spectrum (estimated by the next Ritz value) exceeds r.
-            let r = b * last.abs();
-            let gap = ritz - second;
-            let bound = if gap > r { r.min(r * r / gap) } else { r };
-            if bound <= TOLERANCE * ritz.abs() || b <= f64::EPSILON * ritz.abs() {
-                return (theta, steps);
+            let residual = b * last.abs();
+            let gap = theta - second;
+            let bound = if gap > residual {
+                residual.min(residual * residual / gap)
+            } else {
+                residual
+            };
+            let converged = bound <= TOLERANCE * theta.abs() || b <= f64::EPSILON * theta.abs();
+            if converged || steps == max_steps {
+                return Ritz {
+                    theta,
+                    residual,
+                    steps,
+                    converged,
+                };
             }
-        }
-        if steps == max_steps {
-            break;
         }
         beta.push(b);
         basis.push(w.iter().map(|v| v / b).collect());
     }
-    (theta, max_steps)
+    unreachable!("the loop returns at max_steps")
 }
 
 /// The two largest eigenvalues of the tridiagonal matrix (diagonal `alpha`, off-diagonal
