@@ -14,10 +14,12 @@
 //! absolute accuracy of about `tol·λ_max`, the most such a matrix allows.
 
 use crate::spectrum::Spectrum;
-use faer::linalg::solvers::{Llt, Solve};
-use faer::{Col, Mat, Side};
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::linalg::cholesky::llt;
+use faer::{Col, Conj, Mat, Side};
 use overparam_rng::{Purpose, gaussian, stream};
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// How the extremes were obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -92,11 +94,12 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
     if n <= SMALL {
         return Extremes::from_spectrum(&Spectrum::of(g));
     }
-    let mut sym = symmetric(g);
+    let sym = symmetric(g);
     let start = start_vector(n);
     let top = lanczos_top(product(&sym, 0.0, 1.0), &start, MAX_STEPS);
     let lambda_max = top.theta;
-    let Ok(llt) = sym.llt(Side::Lower) else {
+    let mut factor = Factor::new(n);
+    if !factor.factor(&sym, 0.0) {
         if n <= FULL_FALLBACK_LIMIT {
             return Extremes::from_spectrum(&Spectrum::of(g));
         }
@@ -107,14 +110,13 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
             steps: [shifted.steps, top.steps],
             method: ExtremesMethod::Shifted,
         };
-    };
-    let first = lanczos_top(inverse(&llt), &start, PROBE_STEPS);
-    let method = ExtremesMethod::Lanczos;
+    }
+    let first = lanczos_top(factor.inverse(), &start, PROBE_STEPS);
     let done = |lambda_min: f64, min_steps: usize| Extremes {
         lambda_min,
         lambda_max,
         steps: [min_steps, top.steps],
-        method,
+        method: ExtremesMethod::Lanczos,
     };
     if first.converged {
         return done(1.0 / first.theta, first.steps);
@@ -122,23 +124,70 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
     // A crowded bottom: shift to σ just below λ_min, where (G − σI)⁻¹ separates λ_min from
     // its neighbours. 1/θ ≥ λ_min, and once θ is the top it is within r of μ_max = 1/λ_min;
     // σ keeps twice that margin below. If the guess is wrong G − σI is indefinite, its
-    // Cholesky factorization fails, and Lanczos on G⁻¹ simply goes on.
+    // Cholesky factorization fails, and Lanczos on G⁻¹ takes over again.
     let (upper, lower) = (1.0 / first.theta, 1.0 / (first.theta + first.residual));
     let sigma = lower - (upper - lower);
     if sigma > 0.0 {
-        drop(llt);
-        (0..n).for_each(|i| sym[(i, i)] -= sigma);
-        if let Ok(shifted_llt) = sym.llt(Side::Lower) {
-            let shifted = lanczos_top(inverse(&shifted_llt), &start, MAX_STEPS);
+        if factor.factor(&sym, sigma) {
+            let shifted = lanczos_top(factor.inverse(), &start, MAX_STEPS);
             return done(sigma + 1.0 / shifted.theta, first.steps + shifted.steps);
         }
-        (0..n).for_each(|i| sym[(i, i)] += sigma);
-        let llt = sym.llt(Side::Lower).expect("factored before the shift");
-        let plain = lanczos_top(inverse(&llt), &start, MAX_STEPS);
-        return done(1.0 / plain.theta, first.steps + plain.steps);
+        assert!(factor.factor(&sym, 0.0), "G was factored before the shift");
     }
-    let plain = lanczos_top(inverse(&llt), &start, MAX_STEPS);
-    done(1.0 / plain.theta, plain.steps)
+    let plain = lanczos_top(factor.inverse(), &start, MAX_STEPS);
+    done(1.0 / plain.theta, first.steps + plain.steps)
+}
+
+/// The Cholesky factor of `G − σI`, kept in one n × n buffer that each shift refactors in
+/// place (so the solver needs one matrix of memory besides G).
+struct Factor {
+    lower: Mat<f64>,
+}
+
+impl Factor {
+    fn new(n: usize) -> Self {
+        Self {
+            lower: Mat::zeros(n, n),
+        }
+    }
+
+    /// Factors `G − σI` from G's lower triangle; false when it is not numerically definite.
+    fn factor(&mut self, g: &Mat<f64>, sigma: f64) -> bool {
+        let n = g.nrows();
+        self.lower.copy_from_triangular_lower(g);
+        (0..n).for_each(|i| self.lower[(i, i)] -= sigma);
+        let par = faer::get_global_parallelism();
+        let mut memory = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+            n,
+            par,
+            Default::default(),
+        ));
+        llt::factor::cholesky_in_place(
+            self.lower.as_mut(),
+            Default::default(),
+            par,
+            MemStack::new(&mut memory),
+            Default::default(),
+        )
+        .is_ok()
+    }
+
+    /// `v ↦ (G − σI)⁻¹ v` by two triangular solves (only the lower triangle is read).
+    fn inverse(&self) -> impl FnMut(&[f64], &mut [f64]) + '_ {
+        let par = faer::get_global_parallelism();
+        move |v, out| {
+            let mut x = Col::from_fn(v.len(), |i| v[i]);
+            let mut memory = MemBuffer::new(StackReq::EMPTY);
+            llt::solve::solve_in_place_with_conj(
+                self.lower.as_ref(),
+                Conj::No,
+                x.as_mat_mut(),
+                par,
+                MemStack::new(&mut memory),
+            );
+            out.iter_mut().enumerate().for_each(|(i, o)| *o = x[i]);
+        }
+    }
 }
 
 /// `v ↦ shift·v + sign·G v`.
@@ -148,15 +197,6 @@ fn product(sym: &Mat<f64>, shift: f64, sign: f64) -> impl FnMut(&[f64], &mut [f6
         out.iter_mut()
             .enumerate()
             .for_each(|(i, o)| *o = shift * v[i] + sign * y[i]);
-    }
-}
-
-/// `v ↦ (LLᵀ)⁻¹ v`.
-fn inverse(llt: &Llt<f64>) -> impl FnMut(&[f64], &mut [f64]) + '_ {
-    move |v, out| {
-        let mut x = Col::from_fn(v.len(), |i| v[i]);
-        llt.solve_in_place(x.as_mat_mut());
-        out.iter_mut().enumerate().for_each(|(i, o)| *o = x[i]);
     }
 }
 
@@ -180,11 +220,16 @@ fn start_vector(n: usize) -> Vec<f64> {
     (0..n).map(|_| gaussian(&mut rng)).collect()
 }
 
-/// The full matrix from its lower triangle (the products read both).
-fn symmetric(g: &Mat<f64>) -> Mat<f64> {
-    Mat::from_fn(g.nrows(), g.ncols(), |i, j| {
+/// The full matrix from its lower triangle (the products read both), borrowed when `g` is
+/// already symmetric, as the Gram and kernel matrices here are.
+fn symmetric(g: &Mat<f64>) -> Cow<'_, Mat<f64>> {
+    let n = g.nrows();
+    if (0..n).all(|i| (0..i).all(|j| g[(i, j)] == g[(j, i)])) {
+        return Cow::Borrowed(g);
+    }
+    Cow::Owned(Mat::from_fn(n, n, |i, j| {
         if i >= j { g[(i, j)] } else { g[(j, i)] }
-    })
+    }))
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
