@@ -9,7 +9,7 @@ mod common;
 
 use common::tiny_models;
 use faer::Mat;
-use overparam::analysis::{GramStrategy, grams, spectrum::lambda_min};
+use overparam::analysis::{GramStrategy, Spectrum, grams, spectrum::lambda_min};
 use overparam::data::{Labels, sphere};
 use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
 use overparam::models::{Activation, Architecture, LayerKind, ModelConfig, Network};
@@ -116,8 +116,18 @@ fn gd_and_sgd_runs_follow_the_cpu() {
         batch_size: 8,
         shuffle_seed: 1,
     };
+    // η = 1/λ_max(G(0)): stable for GD on ½‖y − u‖² whatever the draw (a fixed η = 0.05 was
+    // above 2/λ_max for some draws, and GD then first climbed).
+    let g = grams(
+        &Network::init(&resnet(), &cpu()).unwrap(),
+        data.inputs(),
+        &cpu(),
+        GramStrategy::Structured,
+    )
+    .unwrap();
+    let eta = 1.0 / Spectrum::of(&g.total).lambda_max();
     for optimizer in [Optimizer::Gd, sgd] {
-        let mut cfg = TrainConfig::gd(0.05, 15);
+        let mut cfg = TrainConfig::gd(eta, 15);
         cfg.optimizer = optimizer;
         let run = |compute: &Compute| {
             let mut net = Network::init(&resnet(), compute).unwrap();

@@ -1,7 +1,7 @@
 //! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
 
 use crate::expectation::{GaussianPair, Moment};
-use crate::pairwise::{pairwise, per_distinct, zip_map};
+use crate::pairwise::{pairwise, per_distinct, zip_assign, zip_map};
 use crate::patches::Patches;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
@@ -126,7 +126,13 @@ impl Recursion {
         let mut sigma = sigma0;
         let mut bias = vec![0.0; np];
         for layer in &self.layers {
-            let c = self.patches.patch(&sigma).into_owned();
+            // Without a skip Σ^(h−1) is not needed after C^(h); a dense C^(h) then takes its
+            // memory instead of a copy (one n × n matrix less at the peak).
+            let c = if self.patches.is_dense() && !layer.skip {
+                std::mem::replace(&mut sigma, Mat::new())
+            } else {
+                self.patches.patch(&sigma).into_owned()
+            };
             let (s, root) = (layer.scale, layer.scale.sqrt());
             let branch = pairwise(&c, pair, Moment::Values, s);
             let diag: Vec<f64> = (0..np).map(|i| c[(i, i)]).collect();
@@ -164,30 +170,42 @@ impl Recursion {
 
     /// Backward recursion: `Γ^(H) = δ_{ll'}` (the read-out a ~ N(0, 1) at every channel and
     /// position), `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`; the limits of
-    /// every layer's Gram, the read-out's being `Σ_l Σ^(H)_{(i,l),(j,l)}`.
+    /// every layer's Gram, the read-out's being `Σ_l Σ^(H)_{(i,l),(j,l)}`. Each layer's `C^(h)`
+    /// and `Ė^(h)` are consumed in place (into its limit and the next `Γ`), so memory falls
+    /// as the recursion proceeds.
     fn backward(&self, forward: Forward) -> Vec<Mat<f64>> {
-        let np = forward.last.nrows();
+        let Forward {
+            mut pre,
+            mut edot,
+            last,
+        } = forward;
+        let np = last.nrows();
         let n = np / self.patches.positions();
         let depth = self.layers.len();
-        let mut gamma = self.patches.aligned(n);
         let mut limits = vec![Mat::<f64>::zeros(0, 0); depth + 1];
+        limits[depth] = self.patches.block_trace(last);
+        let mut gamma = self.patches.aligned(n);
         for h in (0..depth).rev() {
-            limits[h] = self.layer_limit(h, &forward, &gamma);
+            let (mut c, mut e) = (
+                pre.pop().expect("one C per layer"),
+                edot.pop().expect("one Ė per layer"),
+            );
+            let layer = self.layers[h];
+            let s = layer.scale;
+            zip_assign(&mut c, [&e, &gamma], |_, _, c, [e, g]| s * c * e * g);
+            limits[h] = self.patches.block_sum(c);
             if h > 0 {
-                let layer = self.layers[h];
                 let skip = f64::from(u8::from(layer.skip));
-                gamma = if self.patches.is_dense() {
-                    zip_map([&forward.edot[h], &gamma], |_, _, [e, g]| {
-                        skip * g + layer.scale * e * g
-                    })
+                if self.patches.is_dense() {
+                    zip_assign(&mut e, [&gamma], |_, _, e, [g]| skip * g + s * e * g);
+                    gamma = e;
                 } else {
-                    let signal = zip_map([&forward.edot[h], &gamma], |_, _, [e, g]| e * g);
-                    let branch = self.patches.patch(&signal);
-                    zip_map([&gamma, &branch], |_, _, [g, b]| skip * g + layer.scale * b)
-                };
+                    zip_assign(&mut e, [&gamma], |_, _, e, [g]| e * g);
+                    let branch = self.patches.patch(&e);
+                    gamma = zip_map([&gamma, &branch], |_, _, [g, b]| skip * g + s * b);
+                }
             }
         }
-        limits[depth] = self.patches.block_trace(forward.last);
         limits
     }
 

@@ -219,7 +219,13 @@ pub(crate) fn by_columns(
     fill: impl Fn(usize, &mut [f64]) + Sync,
 ) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(rows, cols);
-    let threads = threads(cols);
+    fill_columns(&mut out, fill);
+    out
+}
+
+/// Rewrites column j of `out` by `fill(j, column)` for every j, on all cores.
+fn fill_columns(out: &mut Mat<f64>, fill: impl Fn(usize, &mut [f64]) + Sync) {
+    let threads = threads(out.ncols());
     let mut buckets: Vec<Vec<(usize, &mut [f64])>> = (0..threads).map(|_| Vec::new()).collect();
     for (j, column) in out.col_iter_mut().enumerate() {
         let column = column
@@ -238,7 +244,20 @@ pub(crate) fn by_columns(
             });
         }
     });
-    out
+}
+
+/// `t_ij ← f(i, j, t_ij, [a_ij, b_ij, …])` in place, so that a recursion step allocates nothing.
+pub(crate) fn zip_assign<const K: usize>(
+    target: &mut Mat<f64>,
+    mats: [&Mat<f64>; K],
+    f: impl Fn(usize, usize, f64, [f64; K]) -> f64 + Sync,
+) {
+    fill_columns(target, |j, out| {
+        let columns = mats.map(|m| m.col_as_slice(j));
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = f(i, j, *o, columns.map(|c| c[i]));
+        }
+    });
 }
 
 /// `f(i, j, [a_ij, b_ij, …])` over equally shaped matrices, elementwise.
