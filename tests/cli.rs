@@ -76,6 +76,35 @@ fn bad_inputs_exit_with_a_message_naming_the_value() {
             "{args:?}: '{needle}' not in: {stderr}"
         );
     }
+    // A conv limit on 1000 full-resolution images holds (n·p)² = 6.1e11 entries per matrix:
+    // refused up front with the bytes and what to change, not an allocation failure.
+    let too_big = overparam(&[
+        "kernel",
+        "--model",
+        "conv_resnet",
+        "--depth",
+        "4",
+        "--c-res",
+        "0.5",
+        "--activation",
+        "relu",
+        "--data",
+        "random-images",
+        "--image-shape",
+        "1x28x28",
+        "--n",
+        "1000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&too_big.stderr);
+    assert!(
+        !too_big.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    for needle in ["needs about", "TB", "--n", "--pool"] {
+        assert!(stderr.contains(needle), "'{needle}' not in: {stderr}");
+    }
     if !cfg!(feature = "wgpu") {
         let result = overparam(&["train", "--device", "wgpu"]);
         let stderr = String::from_utf8_lossy(&result.stderr);

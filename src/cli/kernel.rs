@@ -1,10 +1,10 @@
 //! `overparam kernel`: the infinite-width Gram matrices of a model on a dataset.
 
 use super::args::{DataArgs, ModelArgs, SpectrumKind};
-use super::{Timing, save_matrices, write_json};
+use super::{Timing, ensure_fits, save_matrices, write_json};
 use clap::Args;
 use faer::Mat;
-use overparam_kernels::{h_infinity, ntk_limit};
+use overparam_kernels::{h_infinity, limit_bytes, ntk_limit};
 use overparam_models::Architecture;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +33,15 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     let checked = args.data.dataset(args.model.synthetic_dim(args.data.d)?)?;
     let data = &checked.data;
     let config = args.model.config(data)?;
+    let n = data.len();
+    ensure_fits(
+        limit_bytes(&config, n),
+        &format!(
+            "computing the kernel limits of {n} samples of shape {:?}",
+            data.shape()
+        ),
+        "use fewer samples (--n), smaller images (--pool), or a machine with more memory",
+    )?;
     let start = Instant::now();
     let named: Vec<(String, Mat<f64>)> = match config.arch {
         Architecture::TwoLayer { .. } => {

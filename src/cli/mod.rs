@@ -120,6 +120,39 @@ impl Timing {
     }
 }
 
+/// The memory this machine has available (`MemAvailable` of /proc/meminfo), in bytes.
+fn available_memory() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `bytes` in TB, GB or MB, for messages.
+fn human(bytes: u128) -> String {
+    let gb = bytes as f64 / 1e9;
+    if gb >= 1e3 {
+        format!("{:.1} TB", gb / 1e3)
+    } else if gb >= 1.0 {
+        format!("{gb:.1} GB")
+    } else {
+        format!("{:.0} MB", bytes as f64 / 1e6)
+    }
+}
+
+/// Refuses, with a message naming the bytes and what to change, a computation that needs
+/// more memory than the machine has available (instead of an allocation failure deep inside).
+pub fn ensure_fits(bytes: u128, what: &str, advice: &str) -> anyhow::Result<()> {
+    match available_memory() {
+        Some(available) if bytes > available => anyhow::bail!(
+            "{what} needs about {} of memory, but {} are available; {advice}",
+            human(bytes),
+            human(available)
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");

@@ -15,5 +15,5 @@ pub mod prediction;
 
 pub use expectation::{GaussianPair, Moment};
 pub use hinf::h_infinity;
-pub use ntk::{KernelError, NtkLimit, k_h, ntk_limit};
+pub use ntk::{KernelError, NtkLimit, k_h, limit_bytes, ntk_limit};
 pub use prediction::{KernelPrediction, predict, predict_flow};

@@ -42,6 +42,30 @@ impl NtkLimit {
     }
 }
 
+/// The bytes the limits of `config` on `n` samples hold at their peak (0 for a model without
+/// a limit): the recursion keeps `C^(h)` and `Ė^(h)` of every layer plus two working matrices,
+/// each `(n·p) × (n·p)` in f64 (p positions, 1 for fc and resnet; the `n × n` results then
+/// reuse their memory), and a conv net's H + 2 results of `n × n` come on top; B's `H^∞`
+/// needs two `n × n` matrices. (fc, H = 3, n = 10 000: 6.4 GB; measured peak RSS of
+/// `overparam kernel`: 6.3 GB.)
+pub fn limit_bytes(config: &ModelConfig, n: usize) -> u128 {
+    let square = |side: usize| 8 * (side as u128).pow(2);
+    let (depth, positions) = match &config.arch {
+        Architecture::Fc { depth, .. } | Architecture::Resnet { depth, .. } => (*depth as u128, 1),
+        Architecture::ConvResnet { depth, spatial, .. } => {
+            (*depth as u128, spatial.iter().product())
+        }
+        Architecture::TwoLayer { .. } => return 2 * square(n),
+        _ => return 0,
+    };
+    let results = if positions > 1 {
+        (depth + 2) * square(n)
+    } else {
+        0
+    };
+    (2 * depth + 2) * square(n * positions) + results
+}
+
 /// One hidden layer of A's general framework (App. E, Def. E.1):
 /// `x^(h) = [x^(h−1) if skip] + sqrt(scale/m) σ(W^(h) φ(x^(h−1)))`, so `scale = c_σ` for fc
 /// layers and A's first residual layer, `(c_res/H)²` for residual branches.
