@@ -57,6 +57,8 @@ fn bad_inputs_exit_with_a_message_naming_the_value() {
         (&["--loss", "logistic"], "{-1, +1}"),
         (&["--trainable", "W9"], "'W9'"),
         (&["--optimizer", "sgd", "--batch-size", "0"], "got 0"),
+        // 8·10¹² parameters: refused with the bytes before anything is allocated.
+        (&["--width", "2000000", "--depth", "3"], "needs about"),
         (
             &["--init-from", "/nonexistent/file.safetensors"],
             "/nonexistent/file.safetensors",

@@ -8,8 +8,10 @@ use overparam_data::{
     TargetEncoding, check_inputs, random_images, read_cifar10_dir, read_mnist_layout,
     separated_binary, sphere,
 };
-use overparam_device::Compute;
-use overparam_models::{Activation, Architecture, ModelConfig, Network, load_safetensors};
+use overparam_device::{Compute, Precision};
+use overparam_models::{
+    Activation, Architecture, LayerKind, ModelConfig, Network, load_safetensors,
+};
 use std::path::PathBuf;
 
 /// The architectures, by the name used in configs.
@@ -320,12 +322,51 @@ pub fn setup(model: &ModelArgs, data: &DataArgs, compute: &ComputeArgs) -> anyho
     let compute = compute.compute()?;
     let checked = data.dataset(model.synthetic_dim(data.d)?)?;
     let config = model.config(&checked.data)?;
+    let n = checked.data.len();
+    super::ensure_fits(
+        network_bytes(&config, n, compute.precision()),
+        &format!(
+            "a network of {} parameters on {n} samples",
+            config.parameter_count()
+        ),
+        "use a smaller width or depth, fewer samples (--n), or a machine with more memory",
+    )?;
     let network = model.network(&config, &compute)?;
     Ok(Setup {
         compute,
         checked,
         network,
     })
+}
+
+/// A generous estimate of what one full-batch forward and backward pass holds: every
+/// parameter four times (values, gradient, the initial copy, the optimizer's step) and every
+/// layer's outputs on all n samples three times (pre-activation, activation, gradient), conv
+/// layers with their patch matrices.
+pub fn network_bytes(config: &ModelConfig, n: usize, precision: Precision) -> u128 {
+    let size = match precision {
+        Precision::F32 => 4,
+        Precision::F64 => 8,
+    };
+    let positions: u128 = match &config.arch {
+        Architecture::ConvResnet { spatial, .. } => spatial.iter().product::<usize>() as u128,
+        _ => 1,
+    };
+    let n = n as u128;
+    let values: u128 = config
+        .layers()
+        .iter()
+        .map(|l| {
+            let [rows, cols] = l.shape.map(|s| s as u128);
+            let outputs = match l.kind {
+                LayerKind::Dense => n * rows,
+                LayerKind::Conv => n * positions * (rows + cols),
+                LayerKind::Readout | LayerKind::Bias => n * cols.min(rows.max(1)),
+            };
+            4 * rows * cols + 3 * outputs
+        })
+        .sum();
+    values * size
 }
 
 /// A dataset and what its input checks found.

@@ -1,7 +1,7 @@
 //! `overparam gram`: per-layer Gram matrices of a network on a dataset, their spectra, `.npy`.
 
 use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
-use super::{Timing, ensure_fits, save_matrices, write_json};
+use super::{Timing, ensure_grams_fit, save_matrices, write_json};
 use clap::{Args, ValueEnum};
 use overparam_analysis::{GramStrategy, grams};
 use std::path::PathBuf;
@@ -57,10 +57,9 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
         network,
     } = setup(&args.model, &args.data, &args.compute)?;
     let data = &checked.data;
-    let n = data.len() as u128;
-    ensure_fits(
-        (network.specs().len() as u128 + 4) * 8 * n * n,
-        &format!("computing the Gram matrices of {n} samples"),
+    ensure_grams_fit(
+        &network,
+        data.len(),
         "use fewer samples (--n) or a machine with more memory",
     )?;
     let start = Instant::now();

@@ -153,6 +153,21 @@ pub fn ensure_fits(bytes: u128, what: &str, advice: &str) -> anyhow::Result<()> 
     }
 }
 
+/// Refuses per-layer Gram matrices of `n` samples (one per layer, their sum, and room for
+/// spectra and drift, each n × n in f64) that cannot fit.
+pub fn ensure_grams_fit(
+    network: &overparam_models::Network,
+    n: usize,
+    advice: &str,
+) -> anyhow::Result<()> {
+    let bytes = (network.specs().len() as u128 + 4) * 8 * (n as u128).pow(2);
+    ensure_fits(
+        bytes,
+        &format!("computing the Gram matrices of {n} samples"),
+        advice,
+    )
+}
+
 /// Writes `value` as pretty JSON to `path` atomically (temp file, then rename).
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");

@@ -2,7 +2,7 @@
 
 use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
 use super::gram::StrategyKind;
-use super::write_json;
+use super::{ensure_grams_fit, write_json};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use overparam_analysis::DynamicsRecorder;
@@ -141,6 +141,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         &args.out.join("init.safetensors"),
     )?;
 
+    if args.record_every > 0 {
+        ensure_grams_fit(
+            &network,
+            data.len(),
+            "record fewer samples (--n), or train without --record-every",
+        )?;
+    }
     let start = Instant::now();
     let mut recorder = (args.record_every > 0)
         .then(|| {
