@@ -350,3 +350,100 @@ fn conv_kernel_of_pooled_images_is_written() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("cannot pool 8 × 8"));
 }
+
+#[test]
+fn user_npy_data_feeds_every_command() {
+    use overparam::data::encode_npy_f64;
+    let dir = scratch("npy");
+    // 12 random-ish 2 × 3 × 3 images and ±1 targets.
+    let (n, d) = (12, 18);
+    let x: Vec<f64> = (0..n * d)
+        .map(|i| ((i * 37 % 23) as f64 - 11.0) / 7.0)
+        .collect();
+    let y: Vec<f64> = (0..n)
+        .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+        .collect();
+    let (xs, ys) = (dir.join("x.npy"), dir.join("y.npy"));
+    std::fs::write(&xs, encode_npy_f64(&[n, 2, 3, 3], &x)).unwrap();
+    std::fs::write(&ys, encode_npy_f64(&[n], &y)).unwrap();
+    let out = dir.join("out");
+    let (xs, ys, out) = (
+        xs.to_str().unwrap(),
+        ys.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let data = ["--data", "npy", "--inputs", xs];
+    let conv = [
+        "--model",
+        "conv_resnet",
+        "--depth",
+        "2",
+        "--width",
+        "4",
+        "--c-res",
+        "0.5",
+    ];
+    let runs: [Vec<&str>; 4] = [
+        [
+            &["train", "--quiet", "--steps", "2", "--step-size", "1e-3"][..],
+            &conv,
+            &data,
+            &["--targets", ys, "--out", out],
+        ]
+        .concat(),
+        [&["gram"][..], &conv, &data, &["--n", "8", "--out", out]].concat(),
+        [&["kernel"][..], &conv, &data, &["--out", out]].concat(),
+        [
+            &["kernel", "--model", "fc", "--depth", "2"][..],
+            &data,
+            &["--out", out],
+        ]
+        .concat(),
+    ];
+    for args in &runs {
+        let result = overparam(args);
+        assert!(
+            result.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    }
+    let spectrum: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/spectrum.json")).unwrap())
+            .unwrap();
+    assert_eq!(spectrum["n"], n);
+    for (args, needle) in [
+        (vec!["kernel", "--data", "npy", "--out", out], "--inputs"),
+        (
+            [&["train", "--quiet"][..], &data, &["--out", out]].concat(),
+            "--targets",
+        ),
+        (
+            [&["kernel"][..], &data, &["--targets", xs, "--out", out]].concat(),
+            "(12,)",
+        ),
+        (
+            vec![
+                "kernel",
+                "--data",
+                "npy",
+                "--inputs",
+                "/nonexistent/x.npy",
+                "--out",
+                out,
+            ],
+            "/nonexistent/x.npy",
+        ),
+    ] {
+        let result = overparam(&args);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            !result.status.success() && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: '{needle}' not in {stderr}"
+        );
+    }
+}

@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use overparam_analysis::SpectrumMode;
 use overparam_data::{
     Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Purpose, Split,
-    TargetEncoding, check_inputs, random_images, read_cifar10_dir, read_mnist_layout,
+    TargetEncoding, check_inputs, npy_dataset, random_images, read_cifar10_dir, read_mnist_layout,
     separated_binary, sphere,
 };
 use overparam_device::{Compute, Precision};
@@ -90,6 +90,9 @@ pub enum DataSource {
     Cifar10,
     /// D's random set: random pixels (--image-shape) with random labels.
     RandomImages,
+    /// Your own arrays: --inputs X.npy ((n, d), (n, c, l) or (n, c, h, w); float or integer)
+    /// and --targets y.npy ((n,) or (n, k); needed by train).
+    Npy,
 }
 
 /// Where the training data comes from.
@@ -129,6 +132,12 @@ pub struct DataArgs {
     /// Subtract the mean image.
     #[arg(long)]
     pub center: bool,
+    /// Inputs of --data npy: a .npy array of shape (n, d), (n, c, l) or (n, c, h, w).
+    #[arg(long)]
+    pub inputs: Option<PathBuf>,
+    /// Targets of --data npy: a .npy array of shape (n,) or (n, k).
+    #[arg(long)]
+    pub targets: Option<PathBuf>,
     /// Keep raw norms instead of normalizing each input to ‖x‖ = 1 (A and B assume unit norm).
     #[arg(long)]
     pub no_unit_norm: bool,
@@ -447,6 +456,17 @@ impl DataArgs {
             }
             DataSource::Idx => prepare(read_mnist_layout(&dir(None)?, split)?)?,
             DataSource::Cifar10 => prepare(read_cifar10_dir(&dir(None)?, split)?)?,
+            DataSource::Npy => {
+                let inputs = self
+                    .inputs
+                    .as_deref()
+                    .context("--data npy needs --inputs X.npy")?;
+                let all = npy_dataset(inputs, self.targets.as_deref(), !self.no_unit_norm)?;
+                match self.n {
+                    Some(n) => all.subsample(n, self.data_seed)?,
+                    None => all,
+                }
+            }
             DataSource::RandomImages => {
                 let shape = parse_dims(&self.image_shape, "--image-shape")?;
                 let classes = self.classes.as_ref().map_or(10, |c| c.len() as u32);

@@ -1,6 +1,6 @@
 //! `overparam train`: train one network and write its result.
 
-use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
+use super::args::{ComputeArgs, DataArgs, DataSource, ModelArgs, Setup, SpectrumKind, setup};
 use super::gram::StrategyKind;
 use super::{ensure_grams_fit, write_json};
 use anyhow::Context;
@@ -108,6 +108,9 @@ struct DataRecord {
 
 /// Runs `overparam train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
+    if args.data.data == DataSource::Npy && args.data.targets.is_none() {
+        anyhow::bail!("training on --data npy needs --targets y.npy ((n,) or (n, k))");
+    }
     let Setup {
         compute,
         checked,

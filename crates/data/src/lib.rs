@@ -6,6 +6,7 @@ pub mod checks;
 pub mod cifar;
 pub mod idx;
 pub mod images;
+pub mod npy;
 pub mod synthetic;
 
 pub use checks::{Degeneracy, InputReport, check_inputs};
@@ -15,6 +16,7 @@ pub use images::{
     FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images, read_idx_images,
     read_mnist_layout,
 };
+pub use npy::{NpyArray, encode_npy_f64, npy_dataset, parse_npy, read_npy};
 pub use overparam_rng::Purpose;
 pub use synthetic::{Labels, SeparatedBinary, separated_binary, sphere};
 
@@ -217,6 +219,23 @@ impl Dataset {
     /// Class index of each sample, for classification data.
     pub fn classes(&self) -> Option<&[u32]> {
         self.classes.as_deref()
+    }
+
+    /// `n` of the samples, drawn without replacement from the subsample stream of `seed` (in
+    /// their original order).
+    pub fn subsample(&self, n: usize, seed: u64) -> Result<Dataset, DataError> {
+        use overparam_rng::{Purpose, SliceRandom, stream};
+        if n == 0 || n > self.n {
+            return Err(DataError::Subsample {
+                n,
+                available: self.n,
+            });
+        }
+        let mut order: Vec<usize> = (0..self.n).collect();
+        order.shuffle(&mut stream(seed, Purpose::Subsample));
+        let mut rows = order[..n].to_vec();
+        rows.sort_unstable();
+        Ok(self.select(&rows))
     }
 
     /// A seeded random split into `(train, test)` with `test_size` test samples (split stream
