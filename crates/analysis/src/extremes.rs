@@ -13,7 +13,7 @@
 //! [`FULL_FALLBACK_LIMIT`] rows, and above it Lanczos on `λ_max·I − G` gives λ_min to an
 //! absolute accuracy of about `tol·λ_max`, the most such a matrix allows.
 
-use crate::spectrum::Spectrum;
+use crate::spectrum::{eigenvalues, operator_norm};
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::linalg::cholesky::llt;
 use faer::{Col, Conj, Mat, Side};
@@ -57,11 +57,11 @@ impl Extremes {
         }
     }
 
-    /// The extremes of a full spectrum.
-    pub fn from_spectrum(s: &Spectrum) -> Self {
+    /// The extremes of a full spectrum (eigenvalues increasing).
+    pub fn from_eigenvalues(values: &[f64]) -> Self {
         Self {
-            lambda_min: s.lambda_min(),
-            lambda_max: s.lambda_max(),
+            lambda_min: values[0],
+            lambda_max: values[values.len() - 1],
             steps: [0, 0],
             method: ExtremesMethod::Full,
         }
@@ -92,7 +92,7 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
     assert_eq!(g.nrows(), g.ncols(), "a Gram matrix is square");
     let n = g.nrows();
     if n <= SMALL {
-        return Extremes::from_spectrum(&Spectrum::of(g));
+        return Extremes::from_eigenvalues(&eigenvalues(g));
     }
     let sym = symmetric(g);
     let start = start_vector(n);
@@ -101,7 +101,7 @@ pub fn extremes(g: &Mat<f64>) -> Extremes {
     let mut factor = Factor::new(n);
     if !factor.factor(&sym, 0.0) {
         if n <= FULL_FALLBACK_LIMIT {
-            return Extremes::from_spectrum(&Spectrum::of(g));
+            return Extremes::from_eigenvalues(&eigenvalues(g));
         }
         let shifted = lanczos_top(product(&sym, lambda_max, -1.0), &start, MAX_STEPS);
         return Extremes {
@@ -205,8 +205,7 @@ fn product(sym: &Mat<f64>, shift: f64, sign: f64) -> impl FnMut(&[f64], &mut [f6
 pub fn symmetric_norm(g: &Mat<f64>) -> f64 {
     let n = g.nrows();
     if n <= SMALL {
-        let s = Spectrum::of(g);
-        return s.lambda_min().abs().max(s.lambda_max().abs());
+        return operator_norm(g);
     }
     let sym = symmetric(g);
     let start = start_vector(n);
@@ -326,6 +325,7 @@ fn top_ritz(alpha: &[f64], beta: &[f64]) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spectrum::Spectrum;
 
     /// Q diag(values) Qᵀ for a random orthogonal Q (QR of a Gaussian matrix).
     fn with_spectrum(values: &[f64], seed: u64) -> Mat<f64> {

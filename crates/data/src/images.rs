@@ -1,8 +1,8 @@
 //! Real image datasets read offline, and their preparation into a [`Dataset`].
 
 use crate::idx::read_idx;
-use crate::{DataError, Dataset};
-use overparam_rng::{Purpose, RngExt, SliceRandom, stream};
+use crate::{DataError, Dataset, draw_rows, normalize_rows};
+use overparam_rng::{Purpose, RngExt, stream};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -204,9 +204,7 @@ impl ImageSet {
                     available: rows.len(),
                 });
             }
-            rows.shuffle(&mut stream(options.seed, options.subsample));
-            rows.truncate(n);
-            rows.sort_unstable();
+            rows = draw_rows(rows, n, stream(options.seed, options.subsample));
         }
         let mut inputs: Vec<f64> = rows
             .iter()
@@ -224,13 +222,7 @@ impl ImageSet {
             }
         }
         if options.unit_norm {
-            for (i, row) in inputs.chunks_mut(d).enumerate() {
-                let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-                if norm == 0.0 {
-                    return Err(DataError::ZeroNorm { row: i });
-                }
-                row.iter_mut().for_each(|v| *v /= norm);
-            }
+            normalize_rows(&mut inputs, d)?;
         }
         let labels: Vec<u32> = if options.random_labels {
             let mut rng = stream(options.seed, Purpose::Labels);

@@ -18,6 +18,8 @@ pub use images::{
 };
 pub use npy::{NpyArray, encode_npy_f64, npy_dataset, parse_npy, read_npy};
 pub use overparam_rng::Purpose;
+
+use overparam_rng::{ChaCha8Rng, SliceRandom, stream};
 pub use synthetic::{Labels, SeparatedBinary, separated_binary, sphere};
 
 use std::path::{Path, PathBuf};
@@ -134,6 +136,28 @@ pub struct Dataset {
     classes: Option<Vec<u32>>,
 }
 
+/// Scales every row of the row-major `inputs` (rows of length `d`) to unit Euclidean norm
+/// (A–C assume `‖x_i‖ = 1`); an all-zero row is an error.
+pub(crate) fn normalize_rows(inputs: &mut [f64], d: usize) -> Result<(), DataError> {
+    for (i, row) in inputs.chunks_mut(d).enumerate() {
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return Err(DataError::ZeroNorm { row: i });
+        }
+        row.iter_mut().for_each(|v| *v /= norm);
+    }
+    Ok(())
+}
+
+/// `n` of `rows` drawn without replacement by shuffling them with `rng`, returned in
+/// increasing order (the one way every subsample and split picks its rows).
+pub(crate) fn draw_rows(mut rows: Vec<usize>, n: usize, mut rng: ChaCha8Rng) -> Vec<usize> {
+    rows.shuffle(&mut rng);
+    rows.truncate(n);
+    rows.sort_unstable();
+    rows
+}
+
 impl Dataset {
     /// Checks the shapes and that every value is finite.
     pub fn new(
@@ -224,36 +248,33 @@ impl Dataset {
     /// `n` of the samples, drawn without replacement from the subsample stream of `seed` (in
     /// their original order).
     pub fn subsample(&self, n: usize, seed: u64) -> Result<Dataset, DataError> {
-        use overparam_rng::{Purpose, SliceRandom, stream};
         if n == 0 || n > self.n {
             return Err(DataError::Subsample {
                 n,
                 available: self.n,
             });
         }
-        let mut order: Vec<usize> = (0..self.n).collect();
-        order.shuffle(&mut stream(seed, Purpose::Subsample));
-        let mut rows = order[..n].to_vec();
-        rows.sort_unstable();
+        let rows = draw_rows((0..self.n).collect(), n, stream(seed, Purpose::Subsample));
         Ok(self.select(&rows))
     }
 
     /// A seeded random split into `(train, test)` with `test_size` test samples (split stream
     /// of `seed`).
     pub fn split(&self, test_size: usize, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-        use overparam_rng::{Purpose, SliceRandom, stream};
         if test_size == 0 || test_size >= self.n {
             return Err(DataError::Subsample {
                 n: test_size,
                 available: self.n - 1,
             });
         }
-        let mut order: Vec<usize> = (0..self.n).collect();
-        order.shuffle(&mut stream(seed, Purpose::Split));
-        let (test, train) = order.split_at(test_size);
-        let (mut train, mut test) = (train.to_vec(), test.to_vec());
-        train.sort_unstable();
-        test.sort_unstable();
+        let test = draw_rows(
+            (0..self.n).collect(),
+            test_size,
+            stream(seed, Purpose::Split),
+        );
+        let train: Vec<usize> = (0..self.n)
+            .filter(|i| test.binary_search(i).is_err())
+            .collect();
         Ok((self.select(&train), self.select(&test)))
     }
 

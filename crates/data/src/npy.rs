@@ -1,7 +1,7 @@
 //! The user's own data as NumPy `.npy` files: inputs `(n, d)`, `(n, c, l)` or `(n, c, h, w)`,
 //! targets `(n,)` or `(n, k)`; float (f4, f8) or integer values, C or Fortran order.
 
-use crate::{DataError, Dataset};
+use crate::{DataError, Dataset, normalize_rows};
 use npyz::{NpyFile, Order, TypeChar};
 use std::path::Path;
 
@@ -178,13 +178,7 @@ pub fn npy_dataset(
         ));
     }
     if unit_norm {
-        for (i, row) in x.chunks_mut(d).enumerate() {
-            let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if norm == 0.0 {
-                return Err(DataError::ZeroNorm { row: i });
-            }
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
+        normalize_rows(&mut x, d)?;
     }
     let data = Dataset::new(x, y, n, d, k)?;
     if sample.len() > 1 {

@@ -183,13 +183,17 @@ impl Recursion {
 
     /// The limit of `G^(h)(0)`: `s Σ_{l,l'} C^(h) ∘ Ė^(h) ∘ Γ^(h)` summed over position pairs,
     /// where `Γ^(h)` is the covariance of the backprop signal `∂f/∂x^(h)` (scaled by 1/m).
-    fn layer_limit(&self, h: usize, forward: &Forward, gamma: &Mat<f64>) -> Mat<f64> {
+    /// `C^(h)` is consumed: the product is formed in its memory.
+    fn layer_limit(
+        &self,
+        h: usize,
+        mut c: Mat<f64>,
+        edot: &Mat<f64>,
+        gamma: &Mat<f64>,
+    ) -> Mat<f64> {
         let s = self.layers[h].scale;
-        let product = zip_map(
-            [&forward.pre[h], &forward.edot[h], gamma],
-            |_, _, [c, e, g]| s * c * e * g,
-        );
-        self.patches.block_sum(product)
+        zip_assign(&mut c, [edot, gamma], |_, _, c, [e, g]| s * c * e * g);
+        self.patches.block_sum(c)
     }
 
     /// Backward recursion: `Γ^(H) = δ_{ll'}` (the read-out a ~ N(0, 1) at every channel and
@@ -210,14 +214,13 @@ impl Recursion {
         limits[depth] = self.patches.block_trace(last);
         let mut gamma = self.patches.aligned(n);
         for h in (0..depth).rev() {
-            let (mut c, mut e) = (
+            let (c, mut e) = (
                 pre.pop().expect("one C per layer"),
                 edot.pop().expect("one Ė per layer"),
             );
+            limits[h] = self.layer_limit(h, c, &e, &gamma);
             let layer = self.layers[h];
             let s = layer.scale;
-            zip_assign(&mut c, [&e, &gamma], |_, _, c, [e, g]| s * c * e * g);
-            limits[h] = self.patches.block_sum(c);
             if h > 0 {
                 let skip = f64::from(u8::from(layer.skip));
                 if self.patches.is_dense() {
@@ -250,7 +253,9 @@ pub fn k_h(config: &ModelConfig, x: &[f64]) -> Result<Mat<f64>, KernelError> {
     let forward = recursion.forward(recursion.inputs(config, x)?);
     let n = forward.last.nrows() / recursion.patches.positions();
     let last = recursion.layers.len() - 1;
-    Ok(recursion.layer_limit(last, &forward, &recursion.patches.aligned(n)))
+    let Forward { mut pre, edot, .. } = forward;
+    let c = pre.pop().expect("one C per layer");
+    Ok(recursion.layer_limit(last, c, &edot[last], &recursion.patches.aligned(n)))
 }
 
 /// The infinite-width limits of every layer's Gram for the fc, resnet and conv_resnet models
