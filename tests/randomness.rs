@@ -99,17 +99,11 @@ fn assert_none(problems: Vec<String>) {
 #[test]
 fn b_init_is_independent_of_its_data() {
     // B's Figure 1 setup at n = d = 1000, m = 500: one seed for data, labels and init.
+    // Independent directions give max |cos(w_r(0), x_i)| ≈ sqrt(2 ln(2nm)/d) = 0.17 (the
+    // ceiling is 1.25× that); a shared stream gives 1.
     for seed in [0, 1] {
         let (data, config) = b_figure1(1000, 1000, 500, seed).unwrap();
-        let first = &initial_values(&config)[0];
-        let max = max_abs_cos(first, data.inputs(), 1000);
-        // sqrt(2 ln(nm)/d) = 0.16 for independent Gaussians; a shared stream gives 1.
-        let level = (2.0 * (1000.0f64 * 500.0).ln() / 1000.0).sqrt();
-        assert!(
-            max < 1.25 * level,
-            "seed {seed}: max |cos(w_r(0), x_i)| = {max}, independent level {level}"
-        );
-        assert_none(dependence("B", &data, &config, true));
+        assert_none(dependence(&format!("B, seed {seed}"), &data, &config, true));
     }
 }
 
