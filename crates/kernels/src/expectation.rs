@@ -1,5 +1,6 @@
 //! `E_{(u,v)~N(0,Λ)}[g(u) h(v)]` for a 2 × 2 covariance `Λ = [[a, c], [c, b]]`.
 
+use faer::Mat;
 use overparam_models::{Activation, GaussHermite, GaussLegendre};
 use std::f64::consts::PI;
 use std::sync::OnceLock;
@@ -14,7 +15,7 @@ pub enum Moment {
 }
 
 /// Highest degree of the Mehler series.
-const MEHLER_DEGREE: usize = 120;
+pub(crate) const MEHLER_DEGREE: usize = 120;
 /// Half-width of the range in z for the Hermite coefficients: the Hermite functions of degree
 /// k ≤ 120 live inside `|z| < sqrt(4k + 2) ≈ 22`.
 const MEHLER_RANGE: f64 = 24.0;
@@ -69,7 +70,13 @@ pub fn quadrature(a: f64, b: f64, c: f64, g: impl Fn(f64) -> f64, h: impl Fn(f64
         0.0
     };
     let perp = (1.0 - rho * rho).max(0.0).sqrt();
-    let inner_nodes: Vec<(f64, f64)> = trapezoid(sb * perp).collect();
+    // At ρ = ±1 (a sample with itself, or two samples alike at a position) v is a multiple
+    // of u and the inner integral is h at one point.
+    let inner_nodes: Vec<(f64, f64)> = if perp > 0.0 {
+        trapezoid(sb * perp).collect()
+    } else {
+        vec![(0.0, 1.0)]
+    };
     trapezoid(sa.max(sb * rho.abs()))
         .map(|(z1, w1)| {
             let shift = sb * rho * z1;
@@ -142,6 +149,22 @@ pub fn homogeneous_quadrature(
     angular / tau * radial_moment(kg + kh)
 }
 
+/// ReLU's `(E[σ(u)σ(v)], E[σ'(u)σ'(v)]) = (sqrt(ab)/(2π) (sin θ + (π − θ) cos θ), (π − θ)/(2π))`
+/// with `cos θ = ρ = c/sqrt(ab)` (Cho & Saul), and `(0, 1/4)` when a variance is 0.
+#[inline(always)]
+pub(crate) fn relu_moments(a: f64, b: f64, c: f64) -> (f64, f64) {
+    let s = (a * b).sqrt();
+    if s == 0.0 {
+        return (0.0, 0.25);
+    }
+    let rho = (c / s).clamp(-1.0, 1.0);
+    let angle = PI - rho.acos();
+    (
+        s / (2.0 * PI) * ((1.0 - rho * rho).sqrt() + angle * rho),
+        angle / (2.0 * PI),
+    )
+}
+
 impl GaussianPair {
     /// Expectations of `activation`.
     pub fn new(activation: Activation) -> Self {
@@ -153,19 +176,26 @@ impl GaussianPair {
         matches!(self.activation, Activation::Relu | Activation::Erf)
     }
 
+    /// Both expectations, `(E[σ(u)σ(v)], E[σ'(u)σ'(v)])`, sharing the arc-cosine of the
+    /// ReLU forms.
+    pub fn moments(&self, a: f64, b: f64, c: f64) -> (f64, f64) {
+        match self.activation {
+            Activation::Relu => relu_moments(a, b, c),
+            _ => (self.sigma_sigma(a, b, c), self.dsigma_dsigma(a, b, c)),
+        }
+    }
+
+    /// Whether σ is ReLU (the recursions' tightest loop).
+    pub(crate) fn is_relu(&self) -> bool {
+        self.activation == Activation::Relu
+    }
+
     /// `E[σ(u) σ(v)]`; for ReLU the arc-cosine closed form
-    /// `sqrt(ab)/(2π) (sin θ + (π − θ) cos θ)` (Cho & Saul), for erf
+    /// `sqrt(ab)/(2π) (sin θ + (π − θ) cos θ)`, `cos θ = ρ = c/sqrt(ab)` (Cho & Saul), for erf
     /// `(2/π) arcsin(2c / sqrt((1 + 2a)(1 + 2b)))` (Williams 1997), otherwise quadrature.
     pub fn sigma_sigma(&self, a: f64, b: f64, c: f64) -> f64 {
         match self.activation {
-            Activation::Relu => {
-                let s = (a * b).sqrt();
-                if s == 0.0 {
-                    return 0.0;
-                }
-                let theta = (c / s).clamp(-1.0, 1.0).acos();
-                s / (2.0 * PI) * (theta.sin() + (PI - theta) * theta.cos())
-            }
+            Activation::Relu => self.moments(a, b, c).0,
             Activation::Erf => {
                 let arg = 2.0 * c / ((1.0 + 2.0 * a) * (1.0 + 2.0 * b)).sqrt();
                 2.0 / PI * arg.clamp(-1.0, 1.0).asin()
@@ -178,15 +208,7 @@ impl GaussianPair {
     /// `(4/π) / sqrt((1 + 2a)(1 + 2b) − 4c²)`, otherwise quadrature.
     pub fn dsigma_dsigma(&self, a: f64, b: f64, c: f64) -> f64 {
         match self.activation {
-            Activation::Relu => {
-                let s = (a * b).sqrt();
-                let theta = if s == 0.0 {
-                    PI / 2.0
-                } else {
-                    (c / s).clamp(-1.0, 1.0).acos()
-                };
-                (PI - theta) / (2.0 * PI)
-            }
+            Activation::Relu => self.moments(a, b, c).1,
             Activation::Erf => 4.0 / PI / ((1.0 + 2.0 * a) * (1.0 + 2.0 * b) - 4.0 * c * c).sqrt(),
             act => quadrature(a, b, c, |u| act.derivative(u), |v| act.derivative(v)),
         }
@@ -201,37 +223,69 @@ impl GaussianPair {
     }
 
     /// The orthonormal Hermite coefficients `c_k = E[g(sqrt(a) z) h_k(z)]`, k ≤ 120
-    /// (`h_k = He_k / sqrt(k!)`), of σ
-    /// (`Values`) or σ' (`Derivatives`), so that `E[g(u)g(v)] = Σ_k ρ^k c_k(a) c_k(b)` for
-    /// `u = sqrt(a) z1`, `v = sqrt(b) z2`, corr(z1, z2) = ρ (Mehler's formula).
+    /// (`h_k = He_k / sqrt(k!)`), of σ (`Values`) or σ' (`Derivatives`), so that
+    /// `E[g(u)g(v)] = Σ_k ρ^k c_k(a) c_k(b)` for `u = sqrt(a) z1`, `v = sqrt(b) z2`,
+    /// corr(z1, z2) = ρ (Mehler's formula).
+    #[cfg(test)]
     pub(crate) fn hermite(&self, which: Moment, a: f64) -> Vec<f64> {
+        self.hermite_batch(which, &[a])
+            .pop()
+            .expect("one variance in, one out")
+    }
+
+    /// [`GaussianPair::hermite`] at every variance of `variances`, on all cores. The
+    /// trapezoid rule (see `quadrature`) has one step for all of them, fine enough for the
+    /// oscillations of h_120 (wavelength ~ 0.3) and for g's features of width 1/scale at the
+    /// largest scale (a Gauss–Hermite rule of 200 nodes left errors of 4e-7 in c_1 of
+    /// tanh(3z)); the Hermite functions at the nodes are then one matrix B, and the
+    /// coefficients of all variances one product `B · [w_z g(sqrt(a) z)]`.
+    pub(crate) fn hermite_batch(&self, which: Moment, variances: &[f64]) -> Vec<Vec<f64>> {
+        const CHUNK: usize = 1024;
         let act = self.activation;
-        let scale = a.max(0.0).sqrt();
-        // The trapezoid rule (see `quadrature`), fine enough for the oscillations of h_120
-        // (wavelength ~ 0.3) and for g's features of width 1/scale: a Gauss–Hermite rule of
-        // 200 nodes left errors of 4e-7 in c_1 of tanh(3z).
-        let h = (0.25 / scale.max(1e-300)).min(0.1);
+        let largest = variances.iter().fold(0.0f64, |m, &a| m.max(a)).sqrt();
+        let h = (0.25 / largest.max(1e-300)).min(0.1);
         let k = (MEHLER_RANGE / h).ceil() as i64;
+        let nodes: Vec<f64> = (-k..=k).map(|i| i as f64 * h).collect();
         let norm = h / (2.0 * PI).sqrt();
-        let mut c = vec![0.0; MEHLER_DEGREE + 1];
-        let mut basis = vec![0.0; MEHLER_DEGREE + 1];
-        for i in -k..=k {
-            let z = i as f64 * h;
-            let g = match which {
-                Moment::Values => act.eval(scale * z),
-                Moment::Derivatives => act.derivative(scale * z),
-            };
-            // h_0 = 1, h_1 = z, h_{k+1} = (z h_k − sqrt(k) h_{k−1}) / sqrt(k + 1).
-            basis[0] = 1.0;
-            basis[1] = z;
+        // Rows h_j(z) by the recurrence h_0 = 1, h_1 = z,
+        // h_{j+1} = (z h_j − sqrt(j) h_{j−1}) / sqrt(j + 1), all nodes at once.
+        let mut basis = Mat::<f64>::zeros(MEHLER_DEGREE + 1, nodes.len());
+        for (t, &z) in nodes.iter().enumerate() {
+            let (mut previous, mut current) = (1.0, z);
+            basis[(0, t)] = previous;
+            basis[(1, t)] = current;
             for j in 1..MEHLER_DEGREE {
-                basis[j + 1] =
-                    (z * basis[j] - (j as f64).sqrt() * basis[j - 1]) / ((j + 1) as f64).sqrt();
+                let next = (z * current - (j as f64).sqrt() * previous) / ((j + 1) as f64).sqrt();
+                basis[(j + 1, t)] = next;
+                (previous, current) = (current, next);
             }
-            let weight = norm * (-0.5 * z * z).exp() * g;
-            c.iter_mut().zip(&basis).for_each(|(c, b)| *c += weight * b);
         }
-        c
+        let weights: Vec<f64> = nodes.iter().map(|z| norm * (-0.5 * z * z).exp()).collect();
+        let chunks = variances.len().div_ceil(CHUNK);
+        let parts = crate::pairwise::parallel_map(chunks, &|chunk| {
+            let part = &variances[chunk * CHUNK..((chunk + 1) * CHUNK).min(variances.len())];
+            let samples = Mat::<f64>::from_fn(nodes.len(), part.len(), |t, v| {
+                let u = part[v].max(0.0).sqrt() * nodes[t];
+                weights[t]
+                    * match which {
+                        Moment::Values => act.eval(u),
+                        Moment::Derivatives => act.derivative(u),
+                    }
+            });
+            let mut coefficients = Mat::<f64>::zeros(MEHLER_DEGREE + 1, part.len());
+            faer::linalg::matmul::matmul(
+                coefficients.as_mut(),
+                faer::Accum::Replace,
+                basis.as_ref(),
+                samples.as_ref(),
+                1.0,
+                faer::Par::Seq,
+            );
+            (0..part.len())
+                .map(|v| coefficients.col(v).iter().copied().collect())
+                .collect::<Vec<Vec<f64>>>()
+        });
+        parts.concat()
     }
 
     /// `E_{u~N(0,a)}[σ(u)]`; for ReLU `sqrt(a/(2π))`, for erf (odd) 0.

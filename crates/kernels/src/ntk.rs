@@ -1,10 +1,12 @@
 //! A's infinite-width recursions and the per-layer limits of the whole Gram `G(0)`.
 
-use crate::expectation::{GaussianPair, Moment};
-use crate::pairwise::{pairwise, per_distinct, zip_assign, zip_map};
+use crate::expectation::GaussianPair;
+use crate::moments::Moments;
+use crate::pairwise::{fill_columns, mirror_lower, parallel_map, per_distinct};
 use crate::patches::Patches;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
+use std::ops::Range;
 
 /// Errors of the kernel computations.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -42,57 +44,70 @@ impl NtkLimit {
     }
 }
 
-/// The bytes the limits of `config` on `n` samples hold at their peak (0 for a model without
-/// a limit): the recursion keeps `C^(h)` and `Ė^(h)` of every layer plus two working matrices,
-/// each `(n·p) × (n·p)` in f64 (p positions, 1 for fc and resnet; the `n × n` results then
-/// reuse their memory), and a conv net's H + 2 results of `n × n` come on top; B's `H^∞`
-/// needs two `n × n` matrices. (fc, H = 3, n = 10 000: 6.4 GB; measured peak RSS of
-/// `overparam kernel`: 6.3 GB.)
+/// The bytes the limits of `config` on `n` samples hold at their peak, [`block_bytes`] of the
+/// whole symmetric matrix.
 pub fn limit_bytes(config: &ModelConfig, n: usize) -> u128 {
-    let square = |side: usize| 8 * (side as u128).pow(2);
-    let (depth, positions) = match &config.arch {
-        Architecture::Fc { depth, .. } | Architecture::Resnet { depth, .. } => (*depth as u128, 1),
-        Architecture::ConvResnet { depth, spatial, .. } => {
-            (*depth as u128, spatial.iter().product())
+    block_bytes(config, n, n, n)
+}
+
+/// The bytes a `rows × cols` block of the limits of `config` between samples of a
+/// [`KernelSet`] of `samples` holds at its peak (0 for a model without a limit): the H + 2
+/// results (every layer, the read-out and the sum), and per sample its inputs and, per layer
+/// and position, `C^(h)_ii`, `μ^(h)_i`, `b^(h−1)_i`; for an activation without closed forms
+/// also the Hermite coefficients of up to one distinct variance per sample, position and
+/// layer. B's `H^∞` needs two blocks (cosines and result).
+pub fn block_bytes(config: &ModelConfig, samples: usize, rows: usize, cols: usize) -> u128 {
+    let block = 8 * rows as u128 * cols as u128;
+    let (depth, positions, activation) = match &config.arch {
+        Architecture::Fc {
+            depth, activation, ..
         }
-        Architecture::TwoLayer { .. } => return 2 * square(n),
+        | Architecture::Resnet {
+            depth, activation, ..
+        } => (*depth as u128, 1, *activation),
+        Architecture::ConvResnet {
+            depth,
+            spatial,
+            activation,
+            ..
+        } => (
+            *depth as u128,
+            spatial.iter().product::<usize>(),
+            *activation,
+        ),
+        Architecture::TwoLayer { .. } => return 2 * block,
         _ => return 0,
     };
-    let results = if positions > 1 {
-        (depth + 2) * square(n)
-    } else {
+    let entries = samples as u128 * positions as u128;
+    let series = if GaussianPair::new(activation).has_closed_form() {
         0
+    } else {
+        entries * depth * Moments::SERIES_BYTES as u128
     };
-    (2 * depth + 2) * square(n * positions) + results
+    (depth + 2) * block
+        + 8 * samples as u128 * config.input_dim as u128
+        + 8 * 3 * depth * entries
+        + series
 }
 
 /// One hidden layer of A's general framework (App. E, Def. E.1):
 /// `x^(h) = [x^(h−1) if skip] + sqrt(scale/m) σ(W^(h) φ(x^(h−1)))`, so `scale = c_σ` for fc
 /// layers and A's first residual layer, `(c_res/H)²` for residual branches.
 #[derive(Debug, Clone, Copy)]
-struct Layer {
-    skip: bool,
-    scale: f64,
+pub(crate) struct Layer {
+    pub(crate) skip: bool,
+    pub(crate) scale: f64,
 }
 
 /// A model's recursion: its layers, positions and activation.
-struct Recursion {
-    layers: Vec<Layer>,
+pub(crate) struct Recursion {
+    pub(crate) layers: Vec<Layer>,
     patches: Patches,
-    pair: GaussianPair,
-}
-
-/// What the forward recursion leaves for the backward one, per hidden layer h: the
-/// pre-activation covariance `C^(h) = Φ(Σ^(h−1))` and `Ė^(h) = E[σ'(u)σ'(v)]` under it; and
-/// `Σ^(H)`, the covariance of the last hidden layer.
-struct Forward {
-    pre: Vec<Mat<f64>>,
-    edot: Vec<Mat<f64>>,
-    last: Mat<f64>,
+    pub(crate) pair: GaussianPair,
 }
 
 impl Recursion {
-    fn new(config: &ModelConfig) -> Result<Self, KernelError> {
+    pub(crate) fn new(config: &ModelConfig) -> Result<Self, KernelError> {
         let (depth, activation, residual, patches) = match &config.arch {
             Architecture::Fc {
                 depth, activation, ..
@@ -138,140 +153,380 @@ impl Recursion {
         })
     }
 
-    /// Forward covariances (Def. 5.1, 6.1, 7.1 in the form of Def. E.1, papers.md §1.4):
-    /// `C^(h) = Φ(Σ^(h−1))`, `μ^(h)_i = E_{u~N(0, C^(h)_ii)} σ(u)`, and
-    /// `Σ^(h) = s E[σ(u)σ(v)]`, `b^(h) = sqrt(s) μ` for a layer without skip;
-    /// `Σ^(h) = Σ^(h−1) + sqrt(s)(b_i μ_j + μ_i b_j) + s E[σ(u)σ(v)]`, `b^(h) = b^(h−1) + sqrt(s) μ`
-    /// with a skip; `(u, v) ~ N(0, [[C_ii, C_ij], [C_ij, C_jj]])`, indices (sample, position).
-    fn forward(&self, sigma0: Mat<f64>) -> Forward {
-        let pair = self.pair;
-        let np = sigma0.nrows();
-        let (mut pre, mut edot) = (Vec::new(), Vec::new());
-        let mut sigma = sigma0;
-        let mut bias = vec![0.0; np];
-        for layer in &self.layers {
-            // Without a skip Σ^(h−1) is not needed after C^(h); a dense C^(h) then takes its
-            // memory instead of a copy (one n × n matrix less at the peak).
-            let c = if self.patches.is_dense() && !layer.skip {
-                std::mem::replace(&mut sigma, Mat::new())
-            } else {
-                self.patches.patch(&sigma).into_owned()
-            };
-            let (s, root) = (layer.scale, layer.scale.sqrt());
-            let branch = pairwise(&c, pair, Moment::Values, s);
-            let diag: Vec<f64> = (0..np).map(|i| c[(i, i)]).collect();
-            let (means, slot) = per_distinct(&diag, |a| pair.mean(a));
-            let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
-            if layer.skip {
-                sigma = zip_map([&sigma, &branch], |i, j, [prev, branch]| {
-                    prev + root * (bias[i] * mu[j] + mu[i] * bias[j]) + branch
-                });
-                bias.iter_mut().zip(&mu).for_each(|(b, m)| *b += root * m);
-            } else {
-                sigma = branch;
-                bias = mu.iter().map(|m| root * m).collect();
-            }
-            edot.push(pairwise(&c, pair, Moment::Derivatives, 1.0));
-            pre.push(c);
+    fn depth(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The per-sample pass: every sample with itself, one layer at a time over all samples
+    /// (Def. 5.1, 6.1, 7.1 in the form of Def. E.1, papers.md §1.4, on the diagonal):
+    /// `C^(h)_ii = Φ(Σ^(h−1))_ii`, `μ^(h)_i = E_{u~N(0, C^(h)_ii)} σ(u)`, and
+    /// `Σ^(h)_ii = s E[σ(u)²]`, `b^(h) = sqrt(s) μ` for a layer without skip;
+    /// `Σ^(h)_ii = Σ^(h−1)_ii + 2 sqrt(s) b_i μ_i + s E[σ(u)²]`, `b^(h) = b^(h−1) + sqrt(s) μ`
+    /// with a skip; per position, indices (sample, position).
+    fn samples(&self, x: Vec<f64>, d: usize) -> Samples {
+        let (pair, p) = (self.pair, self.patches.positions());
+        let n = x.len() / d;
+        let mut sigma = vec![0.0; n * p];
+        for (i, s) in sigma.chunks_mut(p).enumerate() {
+            let xi = &x[i * d..(i + 1) * d];
+            self.patches.input_products(xi, xi, s);
         }
-        Forward {
+        let mut bias = vec![0.0; n * p];
+        let mut layers = Vec::with_capacity(self.depth());
+        for layer in &self.layers {
+            let mut pre = vec![0.0; n * p];
+            let mut scratch = vec![0.0; p];
+            for (s, c) in sigma.chunks(p).zip(pre.chunks_mut(p)) {
+                self.patches.window_sum(s, c, &mut scratch);
+            }
+            let moments = Moments::new(pair, &pre);
+            let (means, slot) = per_distinct(&pre, |a| pair.mean(a));
+            let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
+            let (s, root) = (layer.scale, layer.scale.sqrt());
+            let next = parallel_map(n, &|i| {
+                (i * p..(i + 1) * p)
+                    .map(|k| {
+                        let a = pre[k];
+                        let branch = s * moments.eval(pair, (a, k), (a, k), a, true).0;
+                        if layer.skip {
+                            sigma[k] + root * (bias[k] * mu[k] + mu[k] * bias[k]) + branch
+                        } else {
+                            branch
+                        }
+                    })
+                    .collect::<Vec<f64>>()
+            });
+            sigma = next.concat();
+            let before = if layer.skip {
+                let after = bias.iter().zip(&mu).map(|(b, m)| b + root * m).collect();
+                std::mem::replace(&mut bias, after)
+            } else {
+                std::mem::replace(&mut bias, mu.iter().map(|m| root * m).collect())
+            };
+            layers.push(SampleLayer {
+                pre,
+                mu,
+                bias: before,
+                moments,
+            });
+        }
+        Samples { x, d, p, layers }
+    }
+
+    /// One pair of samples (i, j): the forward recursion on position vectors, then the
+    /// backward one. Forward, per position l: `C^(h)_l = Σ_o Σ^(h−1)_{l+o}`,
+    /// `Σ^(h)_l = [Σ^(h−1)_l + sqrt(s)(b_i μ_j + μ_i b_j) if layer h skips] + s E[σ(u)σ(v)]`
+    /// with `(u, v) ~ N(0, [[C_ii, C_l], [C_l, C_jj]])`, and `Ė^(h)_l = E[σ'(u)σ'(v)]`.
+    /// Backward: `Γ^(H) = 1` (the read-out a ~ N(0, 1) at every channel and position),
+    /// `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`. Writes the limits of every
+    /// layer's Gram entry, `s Σ_l C^(h)_l Ė^(h)_l Γ^(h)_l` (the entry of `WH` is A's `K^(H)`),
+    /// and the read-out's, `Σ_l Σ^(H)_l`, into `out` (H + 1 values).
+    fn pair(
+        &self,
+        samples: &Samples,
+        (i, j): (usize, usize),
+        scratch: &mut Scratch,
+        out: &mut [f64],
+    ) {
+        let (pair, p, d) = (self.pair, samples.p, samples.d);
+        let same = i == j;
+        let Scratch {
+            sigma,
             pre,
             edot,
-            last: sigma,
-        }
-    }
-
-    /// The limit of `G^(h)(0)`: `s Σ_{l,l'} C^(h) ∘ Ė^(h) ∘ Γ^(h)` summed over position pairs,
-    /// where `Γ^(h)` is the covariance of the backprop signal `∂f/∂x^(h)` (scaled by 1/m).
-    /// `C^(h)` is consumed: the product is formed in its memory.
-    fn layer_limit(
-        &self,
-        h: usize,
-        mut c: Mat<f64>,
-        edot: &Mat<f64>,
-        gamma: &Mat<f64>,
-    ) -> Mat<f64> {
-        let s = self.layers[h].scale;
-        zip_assign(&mut c, [edot, gamma], |_, _, c, [e, g]| s * c * e * g);
-        self.patches.block_sum(c)
-    }
-
-    /// Backward recursion: `Γ^(H) = δ_{ll'}` (the read-out a ~ N(0, 1) at every channel and
-    /// position), `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`; the limits of
-    /// every layer's Gram, the read-out's being `Σ_l Σ^(H)_{(i,l),(j,l)}`. Each layer's `C^(h)`
-    /// and `Ė^(h)` are consumed in place (into its limit and the next `Γ`), so memory falls
-    /// as the recursion proceeds.
-    fn backward(&self, forward: Forward) -> Vec<Mat<f64>> {
-        let Forward {
-            mut pre,
-            mut edot,
-            last,
-        } = forward;
-        let np = last.nrows();
-        let n = np / self.patches.positions();
-        let depth = self.layers.len();
-        let mut limits = vec![Mat::<f64>::zeros(0, 0); depth + 1];
-        limits[depth] = self.patches.block_trace(last);
-        let mut gamma = self.patches.aligned(n);
-        for h in (0..depth).rev() {
-            let (c, mut e) = (
-                pre.pop().expect("one C per layer"),
-                edot.pop().expect("one Ė per layer"),
+            gamma,
+            t,
+            u,
+        } = scratch;
+        self.patches.input_products(
+            &samples.x[i * d..(i + 1) * d],
+            &samples.x[j * d..(j + 1) * d],
+            sigma,
+        );
+        for (h, layer) in self.layers.iter().enumerate() {
+            let at = &samples.layers[h];
+            let (c, e) = (&mut pre[h * p..(h + 1) * p], &mut edot[h * p..(h + 1) * p]);
+            self.patches.window_sum(sigma, c, t);
+            let (s, root) = (layer.scale, layer.scale.sqrt());
+            let (a, b) = (i * p..(i + 1) * p, j * p..(j + 1) * p);
+            at.moments.eval_positions(
+                pair,
+                (&at.pre[a.clone()], a.start),
+                (&at.pre[b.clone()], b.start),
+                c,
+                same,
+                u,
+                e,
             );
-            limits[h] = self.layer_limit(h, c, &e, &gamma);
-            let layer = self.layers[h];
-            let s = layer.scale;
-            if h > 0 {
-                let skip = f64::from(u8::from(layer.skip));
-                if self.patches.is_dense() {
-                    zip_assign(&mut e, [&gamma], |_, _, e, [g]| skip * g + s * e * g);
-                    gamma = e;
-                } else {
-                    zip_assign(&mut e, [&gamma], |_, _, e, [g]| e * g);
-                    let branch = self.patches.patch(&e);
-                    gamma = zip_map([&gamma, &branch], |_, _, [g, b]| skip * g + s * b);
+            if layer.skip {
+                let (ba, ma, bb, mb) = (
+                    &at.bias[a.clone()],
+                    &at.mu[a],
+                    &at.bias[b.clone()],
+                    &at.mu[b],
+                );
+                for l in 0..p {
+                    sigma[l] = sigma[l] + root * (ba[l] * mb[l] + ma[l] * bb[l]) + s * u[l];
                 }
+            } else {
+                sigma
+                    .iter_mut()
+                    .zip(u.iter())
+                    .for_each(|(sigma, v)| *sigma = s * v);
             }
         }
-        limits
+        let depth = self.depth();
+        out[depth] = sigma.iter().sum();
+        gamma.fill(1.0);
+        for h in (0..depth).rev() {
+            let layer = self.layers[h];
+            let (c, e) = (&pre[h * p..(h + 1) * p], &edot[h * p..(h + 1) * p]);
+            out[h] = layer.scale * (0..p).map(|l| c[l] * e[l] * gamma[l]).sum::<f64>();
+            if h > 0 {
+                t.iter_mut()
+                    .zip(e.iter().zip(gamma.iter()))
+                    .for_each(|(t, (e, g))| *t = e * g);
+                self.patches.window_sum(t, u, sigma);
+                let skip = f64::from(u8::from(layer.skip));
+                gamma
+                    .iter_mut()
+                    .zip(u.iter())
+                    .for_each(|(g, b)| *g = skip * *g + layer.scale * b);
+            }
+        }
     }
+}
 
-    /// The input covariance `Σ^(0)`: the position Gram of the samples `x` (`n × d`).
-    fn inputs(&self, config: &ModelConfig, x: &[f64]) -> Result<Mat<f64>, KernelError> {
+/// A layer's per-sample quantities: `C^(h)_ii`, `μ^(h)_i` and `b^(h−1)_i` at every (sample,
+/// position), row `i·p + l`, and how the layer evaluates its expectations.
+struct SampleLayer {
+    pre: Vec<f64>,
+    mu: Vec<f64>,
+    bias: Vec<f64>,
+    moments: Moments,
+}
+
+/// Samples prepared for the pair recursions.
+struct Samples {
+    x: Vec<f64>,
+    d: usize,
+    p: usize,
+    layers: Vec<SampleLayer>,
+}
+
+/// One thread's working vectors for [`Recursion::pair`].
+struct Scratch {
+    sigma: Vec<f64>,
+    pre: Vec<f64>,
+    edot: Vec<f64>,
+    gamma: Vec<f64>,
+    t: Vec<f64>,
+    u: Vec<f64>,
+}
+
+impl Scratch {
+    fn new(p: usize, depth: usize) -> Self {
+        Self {
+            sigma: vec![0.0; p],
+            pre: vec![0.0; p * depth],
+            edot: vec![0.0; p * depth],
+            gamma: vec![0.0; p],
+            t: vec![0.0; p],
+            u: vec![0.0; p],
+        }
+    }
+}
+
+/// A set of samples prepared for A's recursions (the per-sample pass done): any block of its
+/// kernel matrices, `K(X_rows, X_cols)`, follows pair by pair, on all cores.
+pub struct KernelSet {
+    recursion: Recursion,
+    samples: Samples,
+    names: Vec<String>,
+}
+
+impl KernelSet {
+    /// Prepares the samples `x` (`n × d`, row-major; conv samples channels-major, as the
+    /// models take them) for the fc, resnet or conv_resnet model `config`.
+    pub fn new(config: &ModelConfig, x: &[f64]) -> Result<Self, KernelError> {
+        let recursion = Recursion::new(config)?;
         let d = config.input_dim;
         if x.is_empty() || !x.len().is_multiple_of(d) {
             return Err(KernelError::Inputs { got: x.len(), d });
         }
-        Ok(self.patches.position_gram(x, d))
+        let samples = recursion.samples(x.to_vec(), d);
+        Ok(Self {
+            recursion,
+            samples,
+            names: config.layers().into_iter().map(|s| s.name).collect(),
+        })
+    }
+
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.x.len() / self.samples.d
+    }
+
+    /// Whether there are no samples (never: [`KernelSet::new`] refuses an empty set).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The limits of every layer's Gram between the samples `rows` and `cols`, and of their
+    /// sum; `progress` hears the number of pairs done after every column. When the two
+    /// ranges are equal only one triangle is computed, and mirrored.
+    pub fn block(
+        &self,
+        rows: Range<usize>,
+        cols: Range<usize>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> NtkLimit {
+        let symmetric = rows == cols;
+        let depth = self.recursion.depth();
+        let p = self.samples.p;
+        let mut layers = vec![Mat::<f64>::zeros(rows.len(), cols.len()); depth + 1];
+        fill_columns(&mut layers, |j, columns| {
+            let mut scratch = Scratch::new(p, depth);
+            let mut values = vec![0.0; depth + 1];
+            let first = if symmetric { j } else { 0 };
+            for i in first..rows.len() {
+                self.recursion.pair(
+                    &self.samples,
+                    (rows.start + i, cols.start + j),
+                    &mut scratch,
+                    &mut values,
+                );
+                for (column, v) in columns.iter_mut().zip(&values) {
+                    column[i] = *v;
+                }
+            }
+            progress((rows.len() - first) as u64);
+        });
+        if symmetric {
+            layers.iter_mut().for_each(mirror_lower);
+        }
+        let mut total = Mat::<f64>::zeros(rows.len(), cols.len());
+        for g in &layers {
+            total += g;
+        }
+        NtkLimit {
+            names: self.names.clone(),
+            layers,
+            total,
+        }
     }
 }
 
-/// A's `K^(H)` alone (the limit of `G^(H)(0)`; Def. 5.1, 6.1, 7.1 with the covariance built
-/// from `K^(H−1)`, papers.md §1.4): the forward recursion and one backward step.
-pub fn k_h(config: &ModelConfig, x: &[f64]) -> Result<Mat<f64>, KernelError> {
-    let recursion = Recursion::new(config)?;
-    let forward = recursion.forward(recursion.inputs(config, x)?);
-    let n = forward.last.nrows() / recursion.patches.positions();
-    let last = recursion.layers.len() - 1;
-    let Forward { mut pre, edot, .. } = forward;
-    let c = pre.pop().expect("one C per layer");
-    Ok(recursion.layer_limit(last, c, &edot[last], &recursion.patches.aligned(n)))
+/// The number of pairs [`KernelSet::block`] computes for these ranges.
+pub fn pair_count(rows: &Range<usize>, cols: &Range<usize>) -> u64 {
+    let (r, c) = (rows.len() as u64, cols.len() as u64);
+    if rows == cols { r * (r + 1) / 2 } else { r * c }
 }
 
 /// The infinite-width limits of every layer's Gram for the fc, resnet and conv_resnet models
 /// on the samples `x` (`n × d`, row-major; conv samples channels-major, as the models take them).
 pub fn ntk_limit(config: &ModelConfig, x: &[f64]) -> Result<NtkLimit, KernelError> {
-    let recursion = Recursion::new(config)?;
-    let forward = recursion.forward(recursion.inputs(config, x)?);
-    let layers = recursion.backward(forward);
-    let n = layers[0].nrows();
-    let mut total = Mat::<f64>::zeros(n, n);
-    for g in &layers {
-        total += g;
+    let set = KernelSet::new(config, x)?;
+    let n = set.len();
+    Ok(set.block(0..n, 0..n, &|_| {}))
+}
+
+/// The limits between two sets, `K(X_a, X_b)` (`n_a × n_b`, e.g. test against training
+/// samples), of every layer's Gram and of their sum.
+pub fn ntk_cross(config: &ModelConfig, a: &[f64], b: &[f64]) -> Result<NtkLimit, KernelError> {
+    let d = config.input_dim;
+    for x in [a, b] {
+        if x.is_empty() || !x.len().is_multiple_of(d) {
+            return Err(KernelError::Inputs { got: x.len(), d });
+        }
     }
-    Ok(NtkLimit {
-        names: config.layers().into_iter().map(|s| s.name).collect(),
-        layers,
-        total,
-    })
+    let set = KernelSet::new(config, &[a, b].concat())?;
+    let (na, n) = (a.len() / d, set.len());
+    Ok(set.block(0..na, na..n, &|_| {}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overparam_models::Activation;
+
+    fn max_abs_diff(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
+        (0..a.nrows())
+            .flat_map(|i| (0..a.ncols()).map(move |j| (i, j)))
+            .fold(0.0f64, |m, (i, j)| m.max((a[(i, j)] - b[(i, j)]).abs()))
+    }
+
+    #[test]
+    fn cross_blocks_are_blocks_of_the_whole_kernel() {
+        let conv = ModelConfig {
+            input_dim: 2 * 12,
+            arch: Architecture::ConvResnet {
+                depth: 3,
+                width: 1,
+                activation: Activation::Relu,
+                c_res: 0.5,
+                channels: 2,
+                spatial: vec![3, 4],
+                kernel: 3,
+            },
+            seed: 0,
+        };
+        let fc = ModelConfig {
+            input_dim: 24,
+            arch: Architecture::Fc {
+                depth: 2,
+                width: 1,
+                activation: Activation::Softplus,
+            },
+            seed: 0,
+        };
+        for config in [conv, fc] {
+            let d = config.input_dim;
+            let x: Vec<f64> = (0..9 * d)
+                .map(|i| ((i * 7919 + 5) % 97) as f64 / 48.0 - 1.0)
+                .collect();
+            let (a, b) = x.split_at(4 * d);
+            let whole = ntk_limit(&config, &x).unwrap();
+            // The whole kernel computes its lower triangle, rows after columns: the block of
+            // b against a.
+            let cross = ntk_cross(&config, b, a).unwrap();
+            assert_eq!((cross.total.nrows(), cross.total.ncols()), (5, 4));
+            for (w, c) in whole.layers.iter().zip(&cross.layers) {
+                for i in 0..5 {
+                    for j in 0..4 {
+                        // The same pair recursion on the same prepared samples: bit for bit.
+                        assert_eq!(w[(4 + i, j)], c[(i, j)]);
+                    }
+                }
+            }
+            // A set against itself is the symmetric kernel of the set.
+            let own = ntk_limit(&config, a).unwrap();
+            let against = ntk_cross(&config, a, a).unwrap();
+            let scale = own.total[(0, 0)].abs();
+            assert!(max_abs_diff(&own.total, &against.total) <= 1e-13 * scale);
+        }
+        assert!(matches!(
+            ntk_cross(
+                &ModelConfig {
+                    input_dim: 5,
+                    ..fc_like()
+                },
+                &[1.0; 10],
+                &[1.0; 7]
+            ),
+            Err(KernelError::Inputs { got: 7, d: 5 })
+        ));
+    }
+
+    fn fc_like() -> ModelConfig {
+        ModelConfig {
+            input_dim: 5,
+            arch: Architecture::Fc {
+                depth: 1,
+                width: 1,
+                activation: Activation::Relu,
+            },
+            seed: 0,
+        }
+    }
 }

@@ -1,154 +1,92 @@
-//! Positions as the kernel recursions see them. For A's convolutional ResNet (§7) every
-//! covariance is an `(n·p) × (n·p)` matrix indexed by (sample, position), row `i·p + l`, and
-//! the patch operator φ acts on it by summing over aligned patch offsets; a dense net is the
-//! case p = 1 with the identity for φ.
+//! Positions as the kernel recursions see them. For A's convolutional ResNet (§7) a layer's
+//! pre-activation at position l reads the patch `φ(x)_l = (x_{l+o})_o` over the offsets o of a
+//! `k × k` (or length-k) window with zero padding; a dense net is the case of one position
+//! and one offset.
+//!
+//! Why the recursions only need one position at a time (papers.md §1.4, Def. 7.1): the
+//! read-out `a_{c,l}` has an independent weight per channel and position, so the covariance
+//! of the backprop signal at the last layer is `δ_{ll'}`; backpropagation through φ sums
+//! `W_o^T δ_{l−o}` over offsets whose weights `W_o` are independent, so a signal covariance
+//! that is diagonal in position stays diagonal at every layer. Every layer's Gram limit
+//! `Σ_{l,l'} C_{ll'} Ė_{ll'} Γ_{ll'}` then reads only the same-position entries of C and Ė,
+//! and the forward recursion `C^(h)_{ll} = Σ_o Σ^(h−1)_{l+o,l+o}` closes on them too. So for
+//! a pair of samples the whole recursion runs on vectors over the p positions:
+//! `O(p·q)` per layer instead of `O(p²)` entries, and no `(n·p) × (n·p)` matrix is formed.
 
-use faer::Mat;
-use std::borrow::Cow;
-
-/// The positions of a net and the offsets of its patches.
+/// The positions of a net and the window of its patches.
 #[derive(Debug, Clone)]
 pub(crate) struct Patches {
-    /// p, positions per sample.
-    p: usize,
-    /// q, offsets per patch.
-    q: usize,
-    /// `shift[l·q + o]`: the position at offset o of the patch centred at l, `None` in the
-    /// zero padding.
-    shift: Vec<Option<usize>>,
+    /// Sizes of the spatial axes (`[]` for a dense net), flattened row-major.
+    spatial: Vec<usize>,
+    /// Zero padding `(k − 1)/2` on every axis.
+    pad: usize,
 }
 
 impl Patches {
     /// One position, φ the identity (fc, resnet).
     pub(crate) fn dense() -> Self {
         Self {
-            p: 1,
-            q: 1,
-            shift: vec![Some(0)],
+            spatial: Vec::new(),
+            pad: 0,
         }
     }
 
     /// Stride-1 patches of side `kernel` (odd) with zero padding `(kernel − 1)/2` over
     /// positions `spatial` (`[p]` or `[height, width]`, flattened row-major as in the model).
     pub(crate) fn conv(spatial: &[usize], kernel: usize) -> Self {
-        let pad = (kernel / 2) as isize;
-        let side: Vec<isize> = (-pad..=pad).collect();
-        // Offsets per axis, combined row-major; positions likewise.
-        let offsets: Vec<Vec<isize>> = spatial.iter().fold(vec![vec![]], |acc, _| {
-            acc.iter()
-                .flat_map(|o| {
-                    side.iter().map(move |&s| {
-                        let mut o = o.clone();
-                        o.push(s);
-                        o
-                    })
-                })
-                .collect()
-        });
-        let p: usize = spatial.iter().product();
-        let coordinates = |mut l: usize| -> Vec<isize> {
-            let mut c = vec![0; spatial.len()];
-            for (axis, &size) in spatial.iter().enumerate().rev() {
-                c[axis] = (l % size) as isize;
-                l /= size;
-            }
-            c
-        };
-        let shift = (0..p)
-            .flat_map(|l| {
-                let at = coordinates(l);
-                offsets.iter().map(move |o| {
-                    at.iter()
-                        .zip(o)
-                        .zip(spatial)
-                        .try_fold(0usize, |index, ((&c, &d), &size)| {
-                            let moved = c + d;
-                            (0..size as isize)
-                                .contains(&moved)
-                                .then(|| index * size + moved as usize)
-                        })
-                })
-            })
-            .collect();
         Self {
-            p,
-            q: offsets.len(),
-            shift,
+            spatial: spatial.to_vec(),
+            pad: kernel / 2,
         }
     }
 
     /// p.
     pub(crate) fn positions(&self) -> usize {
-        self.p
+        self.spatial.iter().product()
     }
 
-    /// `Σ_c x_{i,c,l} x_{j,c,l'}` for samples stored channels-major (`x_i[c·p + l]`), the
-    /// position Gram of the inputs over `channels = d / p` channels.
-    pub(crate) fn position_gram(&self, x: &[f64], d: usize) -> Mat<f64> {
-        let (p, channels) = (self.p, d / self.p);
-        let rows = Mat::<f64>::from_fn(x.len() / d * p, channels, |row, c| {
-            x[(row / p) * d + c * p + row % p]
-        });
-        &rows * rows.transpose()
-    }
-
-    /// The covariance of patches, `(Φ M)_{(i,l),(j,l')} = Σ_o M_{(i,l+o),(j,l'+o)}` over the
-    /// offsets o at which both positions lie inside the image: `φ(x_i)_{:,l}ᵀ φ(x_j)_{:,l'}`
-    /// when `M` is the position Gram of x (A Def. 7.1, `tr(H_{D_l D_r})`). With symmetric
-    /// offsets it is also the adjoint that backpropagation through φ applies.
-    pub(crate) fn patch<'a>(&self, m: &'a Mat<f64>) -> Cow<'a, Mat<f64>> {
-        if self.is_dense() {
-            return Cow::Borrowed(m);
+    /// `dst_l = Σ_o src_{l+o}` over the window offsets o that stay inside the image: the
+    /// same-position covariance of patches, `(Φ M)_{(i,l),(j,l)}` for M diagonal in position
+    /// (A Def. 7.1), and, offsets being symmetric, what backpropagation through φ does to a
+    /// position-diagonal covariance. The window is a box, so the sum runs axis by axis
+    /// (`2·pad` additions per axis and position instead of `k^dims`). `dst` and `scratch`
+    /// have p entries.
+    pub(crate) fn window_sum(&self, src: &[f64], dst: &mut [f64], scratch: &mut [f64]) {
+        dst.copy_from_slice(src);
+        let mut stride = 1;
+        for &size in self.spatial.iter().rev() {
+            if self.pad > 0 && size > 1 {
+                scratch.copy_from_slice(dst);
+                let block = size * stride;
+                for o in 1..=self.pad.min(size - 1) {
+                    let shift = o * stride;
+                    for (d, s) in dst.chunks_mut(block).zip(scratch.chunks(block)) {
+                        // Positions t < size − o read t + o; positions t ≥ o read t − o.
+                        d[..block - shift]
+                            .iter_mut()
+                            .zip(&s[shift..])
+                            .for_each(|(d, s)| *d += s);
+                        d[shift..]
+                            .iter_mut()
+                            .zip(&s[..block - shift])
+                            .for_each(|(d, s)| *d += s);
+                    }
+                }
+            }
+            stride *= size;
         }
-        let (p, q) = (self.p, self.q);
-        Cow::Owned(Mat::from_fn(m.nrows(), m.ncols(), |row, col| {
-            let (i, l, j, r) = (row / p * p, row % p, col / p * p, col % p);
-            (0..q)
-                .filter_map(|o| match (self.shift[l * q + o], self.shift[r * q + o]) {
-                    (Some(a), Some(b)) => Some(m[(i + a, j + b)]),
-                    _ => None,
-                })
-                .sum()
-        }))
     }
 
-    /// Whether there is one position and φ is the identity (fc, resnet).
-    pub(crate) fn is_dense(&self) -> bool {
-        self.q == 1 && self.p == 1
-    }
-
-    /// `Σ_{l,l'} M_{(i,l),(j,l')}`, the `n × n` matrix of block sums.
-    pub(crate) fn block_sum(&self, m: Mat<f64>) -> Mat<f64> {
-        self.reduce(m, |p| (0..p * p).map(move |t| (t / p, t % p)))
-    }
-
-    /// `Σ_l M_{(i,l),(j,l)}`, the `n × n` matrix of block traces.
-    pub(crate) fn block_trace(&self, m: Mat<f64>) -> Mat<f64> {
-        self.reduce(m, |p| (0..p).map(|l| (l, l)))
-    }
-
-    fn reduce<I: Iterator<Item = (usize, usize)>>(
-        &self,
-        m: Mat<f64>,
-        entries: impl Fn(usize) -> I,
-    ) -> Mat<f64> {
-        let p = self.p;
-        if p == 1 {
-            return m;
+    /// `Σ^(0)_{(i,l),(j,l)} = Σ_c x_{i,c,l} x_{j,c,l}` for two samples stored channels-major
+    /// (`x[c·p + l]`): the input covariance at every position.
+    pub(crate) fn input_products(&self, xi: &[f64], xj: &[f64], out: &mut [f64]) {
+        let p = out.len();
+        out.fill(0.0);
+        for (ci, cj) in xi.chunks(p).zip(xj.chunks(p)) {
+            out.iter_mut()
+                .zip(ci.iter().zip(cj))
+                .for_each(|(o, (a, b))| *o += a * b);
         }
-        let n = m.nrows() / p;
-        Mat::from_fn(n, n, |i, j| {
-            entries(p).map(|(l, r)| m[(i * p + l, j * p + r)]).sum()
-        })
-    }
-
-    /// `δ_{ll'}` at every pair of samples: the covariance `(1/m) Σ_c a_{c,l} a_{c,l'}` of the
-    /// read-out's backprop signal at init.
-    pub(crate) fn aligned(&self, n: usize) -> Mat<f64> {
-        let p = self.p;
-        Mat::from_fn(n * p, n * p, |row, col| {
-            f64::from(u8::from(row % p == col % p))
-        })
     }
 }
 
@@ -157,50 +95,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn patch_covariance_is_the_inner_product_of_patches() {
-        // 2 samples, 2 channels, 3 × 2 images, 3 × 3 patches: compare Φ(position Gram) with
-        // the inner products of explicitly cut, zero-padded patches.
-        let (h, w, channels, n) = (3usize, 2usize, 2usize, 2usize);
-        let p = h * w;
-        let d = channels * p;
-        let x: Vec<f64> = (0..n * d).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
-        let patches = Patches::conv(&[h, w], 3);
-        let gram = patches.position_gram(&x, d);
-        let k = patches.patch(&gram);
-        let patch = |i: usize, l: usize| -> Vec<f64> {
-            let (y, xx) = ((l / w) as isize, (l % w) as isize);
-            let mut v = Vec::new();
-            for c in 0..channels {
-                for dy in -1..=1isize {
-                    for dx in -1..=1isize {
-                        let (yy, xq) = (y + dy, xx + dx);
-                        let inside = (0..h as isize).contains(&yy) && (0..w as isize).contains(&xq);
-                        v.push(if inside {
-                            x[i * d + c * p + (yy as usize) * w + xq as usize]
-                        } else {
-                            0.0
-                        });
+    fn window_sums_match_explicit_patches() {
+        // A 3 × 4 image and a 5-long line, windows 3 and 5: the sum over the explicitly
+        // enumerated offsets inside the image.
+        for (spatial, kernel) in [(vec![3usize, 4], 3usize), (vec![5], 5), (vec![4, 5], 5)] {
+            let patches = Patches::conv(&spatial, kernel);
+            let p = patches.positions();
+            let src: Vec<f64> = (0..p).map(|i| ((i * 37) % 11) as f64 - 5.0).collect();
+            let (mut dst, mut scratch) = (vec![0.0; p], vec![0.0; p]);
+            patches.window_sum(&src, &mut dst, &mut scratch);
+            let pad = (kernel / 2) as isize;
+            let width = *spatial.last().unwrap() as isize;
+            let height = if spatial.len() == 2 {
+                spatial[0] as isize
+            } else {
+                1
+            };
+            let dy_range = if spatial.len() == 2 {
+                -pad..=pad
+            } else {
+                0..=0
+            };
+            for l in 0..p as isize {
+                let (y, x) = (l / width, l % width);
+                let mut direct = 0.0;
+                for dy in dy_range.clone() {
+                    for dx in -pad..=pad {
+                        let (yy, xx) = (y + dy, x + dx);
+                        if (0..height).contains(&yy) && (0..width).contains(&xx) {
+                            direct += src[(yy * width + xx) as usize];
+                        }
                     }
                 }
-            }
-            v
-        };
-        for i in 0..n {
-            for l in 0..p {
-                for j in 0..n {
-                    for r in 0..p {
-                        let direct: f64 = patch(i, l)
-                            .iter()
-                            .zip(patch(j, r))
-                            .map(|(a, b)| a * b)
-                            .sum();
-                        assert!((k[(i * p + l, j * p + r)] - direct).abs() < 1e-12);
-                    }
-                }
+                assert_eq!(dst[l as usize], direct, "{spatial:?} k={kernel} at {l}");
             }
         }
-        let ones = Mat::<f64>::from_fn(n * p, n * p, |_, _| 1.0);
-        assert_eq!(patches.block_sum(ones.clone())[(0, 1)], (p * p) as f64);
-        assert_eq!(patches.block_trace(ones)[(1, 0)], p as f64);
     }
 }
