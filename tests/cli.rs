@@ -78,24 +78,20 @@ fn bad_inputs_exit_with_a_message_naming_the_value() {
             "{args:?}: '{needle}' not in: {stderr}"
         );
     }
-    // A conv limit on 1000 full-resolution images holds (n·p)² = 6.1e11 entries per matrix:
-    // refused up front with the bytes and what to change, not an allocation failure.
+    // The kernel limits of 200 000 samples hold (H + 2)·n² = 2·10¹¹ entries: refused up front,
+    // before the input checks, with the bytes and what to change, not an allocation failure.
     let too_big = overparam(&[
         "kernel",
         "--model",
-        "conv_resnet",
+        "fc",
         "--depth",
-        "4",
-        "--c-res",
-        "0.5",
-        "--activation",
-        "relu",
+        "3",
         "--data",
-        "random-images",
-        "--image-shape",
-        "1x28x28",
+        "sphere",
+        "--d",
+        "3",
         "--n",
-        "1000",
+        "200000",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -446,4 +442,95 @@ fn user_npy_data_feeds_every_command() {
             "{args:?}: '{needle}' not in {stderr}"
         );
     }
+}
+
+/// Writes a tiny MNIST-layout data set (train and t10k files) of 4 × 4 images, classes 0–2.
+fn tiny_idx(dir: &std::path::Path, train: usize, test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let pixels: Vec<u8> = (0..n * 16).map(|i| ((i * 37 + n) % 251) as u8).collect();
+        let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
+        let write = |name: String, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
+        write(
+            format!("{prefix}-images-idx3-ubyte"),
+            overparam::data::encode_idx_u8(&[n, 4, 4], &pixels),
+        );
+        write(
+            format!("{prefix}-labels-idx1-ubyte"),
+            overparam::data::encode_idx_u8(&[n], &labels),
+        );
+    }
+}
+
+#[test]
+fn kernel_predicts_test_outputs() {
+    let dir = scratch("kernel-test");
+    tiny_idx(&dir.join("data"), 30, 12);
+    let out = dir.join("out");
+    let result = overparam(&[
+        "kernel",
+        "--model",
+        "conv_resnet",
+        "--depth",
+        "2",
+        "--activation",
+        "relu",
+        "--data",
+        "idx",
+        "--data-dir",
+        dir.join("data").to_str().unwrap(),
+        "--classes",
+        "0,1",
+        "--n",
+        "12",
+        "--test-n",
+        "6",
+        "--predict-steps",
+        "0,50",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let cross = std::fs::read(out.join("kernel_test_total.npy")).unwrap();
+    let header = String::from_utf8_lossy(&cross[..128]);
+    assert!(header.contains("(6, 12)"), "{header}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("predictions.json")).unwrap())
+            .unwrap();
+    let rows = json["predictions"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    // At k = 0 the outputs are the limit's mean at init, 0: loss ½ y² = ½ for targets ±1.
+    assert_eq!(rows[0]["steps"], 0);
+    assert!((rows[0]["test_loss"].as_f64().unwrap() - 0.5).abs() < 1e-12);
+    assert!(rows[2]["steps"].is_null());
+    for row in rows {
+        let accuracy = row["test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy));
+    }
+    // Synthetic data have no test split: a clear error.
+    let result = overparam(&[
+        "kernel",
+        "--model",
+        "fc",
+        "--data",
+        "sphere",
+        "--n",
+        "5",
+        "--d",
+        "3",
+        "--test-n",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("test split"),
+        "{stderr}"
+    );
 }

@@ -393,6 +393,13 @@ impl DataArgs {
     /// Runs the input checks (refusing parallel or duplicated inputs unless
     /// `--allow-degenerate`) and prints their warnings to stderr.
     pub fn dataset(&self, d: usize) -> anyhow::Result<CheckedData> {
+        let (data, phi) = self.load(d)?;
+        self.check(data, phi)
+    }
+
+    /// The dataset without the input checks (and, for C's separated set, the achieved φ):
+    /// for commands that first check that their work fits in memory.
+    pub fn load(&self, d: usize) -> anyhow::Result<(Dataset, Option<f64>)> {
         let n_or = |default: usize| self.n.unwrap_or(default);
         let mut phi = None;
         let prepare = |set: ImageSet| -> anyhow::Result<Dataset> {
@@ -473,6 +480,11 @@ impl DataArgs {
                 prepare(random_images(n_or(1000), &shape, classes, self.data_seed)?)?
             }
         };
+        Ok((data, phi))
+    }
+
+    /// Runs the input checks on `data` ([`DataArgs::dataset`]).
+    pub fn check(&self, data: Dataset, phi: Option<f64>) -> anyhow::Result<CheckedData> {
         let policy = if self.allow_degenerate {
             Degeneracy::Warn
         } else {

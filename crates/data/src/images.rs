@@ -42,6 +42,31 @@ pub enum TargetEncoding {
     OneHot,
 }
 
+/// The fraction of rows classified right: with one output (the [`TargetEncoding::Sign`]
+/// targets ±1) when output and target have the same sign, with `k > 1` outputs (one-hot) when
+/// their largest entries are in the same column. `outputs` and `targets` are `n × k`,
+/// row-major.
+pub fn accuracy(outputs: &[f64], targets: &[f64], k: usize) -> f64 {
+    let argmax = |row: &[f64]| {
+        row.iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i)
+    };
+    let right = outputs
+        .chunks(k)
+        .zip(targets.chunks(k))
+        .filter(|(f, y)| {
+            if k == 1 {
+                (f[0] >= 0.0) == (y[0] >= 0.0)
+            } else {
+                argmax(f) == argmax(y)
+            }
+        })
+        .count();
+    right as f64 / (outputs.len() / k).max(1) as f64
+}
+
 /// Options turning an [`ImageSet`] into a [`Dataset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prepare {

@@ -13,8 +13,8 @@ pub use checks::{Degeneracy, InputReport, check_inputs};
 pub use cifar::{parse_cifar10, read_cifar10, read_cifar10_dir};
 pub use idx::{IdxArray, encode_idx_u8, parse_idx, read_idx};
 pub use images::{
-    FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, random_images, read_idx_images,
-    read_mnist_layout,
+    FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, accuracy, random_images,
+    read_idx_images, read_mnist_layout,
 };
 pub use npy::{NpyArray, encode_npy_f64, npy_dataset, parse_npy, read_npy};
 pub use overparam_rng::Purpose;

@@ -5,7 +5,8 @@
 //!   for conv_resnet) and the per-layer limits of the whole Gram `G(0) = Σ_h G^(h)(0)`,
 //!   including the output layer, pair by pair on vectors over positions, and between two
 //!   sets of samples ([`ntk_cross`], [`KernelSet::block`]);
-//! - [`predict`]: the GD trajectory `u(k) = y − (I − ηΘ)^k (y − u(0))` a kernel predicts.
+//! - [`predict`]: the GD trajectory `u(k) = y − (I − ηΘ)^k (y − u(0))` a kernel predicts, and
+//!   [`predict_test`] its outputs on test points (kernel regression as k → ∞).
 
 pub mod expectation;
 pub mod hinf;
@@ -18,8 +19,8 @@ pub mod prediction;
 mod reference;
 
 pub use expectation::{GaussianPair, Moment};
-pub use hinf::h_infinity;
+pub use hinf::{h_infinity, h_infinity_cross};
 pub use ntk::{
     KernelError, KernelSet, NtkLimit, block_bytes, limit_bytes, ntk_cross, ntk_limit, pair_count,
 };
-pub use prediction::{KernelPrediction, predict, predict_flow};
+pub use prediction::{KernelPrediction, TestPrediction, predict, predict_flow, predict_test};

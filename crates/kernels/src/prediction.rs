@@ -64,3 +64,58 @@ fn propagate(
     }
     KernelPrediction { outputs, loss }
 }
+
+/// Outputs on test points predicted by a kernel, at the requested numbers of GD steps.
+#[derive(Debug, Clone)]
+pub struct TestPrediction {
+    /// The steps (`None`: k → ∞, kernel regression).
+    pub steps: Vec<Option<usize>>,
+    /// Per step, the `n_test × outputs` predictions.
+    pub outputs: Vec<Mat<f64>>,
+}
+
+/// The linearized GD of a kernel on test points (A's kernel regime; what a wide net's test
+/// outputs approach): with `Θ` the training kernel and `Θ_t` the test-against-training kernel,
+/// `f_t(k) = f_t(0) + Θ_t Θ^{-1} (I − (I − ηΘ)^k) (y − u(0))`, and for k → ∞ kernel
+/// regression `f_t(0) + Θ_t Θ^{-1} (y − u(0))`, all steps from one eigendecomposition
+/// `Θ = Q diag(λ) Qᵀ`: `Θ^{-1}(I − (I − ηΘ)^k) = Q diag((1 − (1 − ηλ)^k)/λ) Qᵀ`, evaluated as
+/// `−expm1(k ln(1 − ηλ))/λ` (→ kη as λ → 0). For k → ∞, eigenvalues below `1e-13 · λ_max`
+/// count as zero (a pseudo-inverse). `y`, `u0` are `n × outputs`, `f0_test` `n_test × outputs`.
+pub fn predict_test(
+    theta: &Mat<f64>,
+    cross: &Mat<f64>,
+    eta: f64,
+    (y, u0): (&Mat<f64>, &Mat<f64>),
+    f0_test: &Mat<f64>,
+    steps: &[Option<usize>],
+) -> TestPrediction {
+    let eig = theta
+        .self_adjoint_eigen(Side::Lower)
+        .expect("the symmetric eigen-solver converges");
+    let q = eig.U();
+    let lambda: Vec<f64> = eig.S().column_vector().iter().copied().collect();
+    let largest = lambda.iter().fold(0.0f64, |m, l| m.max(l.abs()));
+    // The residual in the eigenbasis, and the test kernel in it.
+    let coefficients = q.transpose() * (y - u0);
+    let projected = cross * q;
+    let outputs = steps
+        .iter()
+        .map(|&k| {
+            let gain = |l: f64| match k {
+                None if l <= 1e-13 * largest => 0.0,
+                None => 1.0 / l,
+                Some(k) if l == 0.0 => k as f64 * eta,
+                Some(k) if eta * l < 1.0 => -((k as f64) * (-eta * l).ln_1p()).exp_m1() / l,
+                Some(k) => (1.0 - (1.0 - eta * l).powi(k as i32)) / l,
+            };
+            let scaled = Mat::from_fn(coefficients.nrows(), coefficients.ncols(), |i, c| {
+                gain(lambda[i]) * coefficients[(i, c)]
+            });
+            f0_test + &projected * &scaled
+        })
+        .collect();
+    TestPrediction {
+        steps: steps.to_vec(),
+        outputs,
+    }
+}

@@ -1,7 +1,8 @@
 //! Kernels against Monte Carlo, and the kernel prediction against an exact GD trajectory.
 
 use faer::Mat;
-use overparam_kernels::{h_infinity, ntk_limit, predict};
+use faer::linalg::solvers::Solve;
+use overparam_kernels::{h_infinity, ntk_limit, predict, predict_test};
 use overparam_models::{Activation, Architecture, ModelConfig};
 
 /// A tiny deterministic generator (splitmix64) with Box–Muller normals, to keep the Monte
@@ -148,4 +149,44 @@ fn kernel_prediction_of_a_linear_model_is_its_gd_trajectory() {
             w[c] -= eta * grad;
         }
     }
+}
+
+#[test]
+fn test_predictions_of_a_linear_model_are_its_gd_outputs() {
+    // f(x) = Wᵀx with two outputs, trained by GD on 6 points in d = 9: the test outputs X_t W(k)
+    // are the kernel prediction with Θ = XXᵀ, Θ_t = X_t Xᵀ at every k; as k → ∞, GD reaches
+    // the interpolant nearest W(0), W(0) + Xᵀ(XXᵀ)⁻¹(Y − XW(0)) (solved here by faer's LU).
+    let (n, n_test, d, eta, steps) = (6, 4, 9, 0.1, 60);
+    let x = unit_rows(n, d, 3);
+    let xt = unit_rows(n_test, d, 4);
+    let mut g = Normal(7);
+    let y = Mat::<f64>::from_fn(n, 2, |_, _| g.sample());
+    let mut w = Mat::<f64>::from_fn(d, 2, |_, _| g.sample());
+    let xm = Mat::<f64>::from_fn(n, d, |i, c| x[i * d + c]);
+    let xtm = Mat::<f64>::from_fn(n_test, d, |i, c| xt[i * d + c]);
+    let theta = &xm * xm.transpose();
+    let cross = &xtm * xm.transpose();
+    let (u0, f0) = (&xm * &w, &xtm * &w);
+    let requested: Vec<Option<usize>> = vec![Some(0), Some(7), Some(steps), None];
+    let prediction = predict_test(&theta, &cross, eta, (&y, &u0), &f0, &requested);
+    let close = |a: &Mat<f64>, b: &Mat<f64>, what: &str| {
+        for i in 0..a.nrows() {
+            for c in 0..a.ncols() {
+                assert!(
+                    (a[(i, c)] - b[(i, c)]).abs() < 1e-11,
+                    "{what}: {a:?} vs {b:?}"
+                );
+            }
+        }
+    };
+    let w0 = w.clone();
+    for k in 0..=steps {
+        if let Some(at) = requested.iter().position(|&s| s == Some(k)) {
+            close(&prediction.outputs[at], &(&xtm * &w), &format!("step {k}"));
+        }
+        let residual = &xm * &w - &y;
+        w -= eta * xm.transpose() * residual;
+    }
+    let interpolant = &w0 + xm.transpose() * theta.partial_piv_lu().solve(&y - &u0);
+    close(&prediction.outputs[3], &(&xtm * &interpolant), "k → ∞");
 }

@@ -13,7 +13,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use overparam_data::{FASHION_MNIST_DIR, Purpose, Split, random_images, read_mnist_layout};
+use overparam_data::{
+    FASHION_MNIST_DIR, Purpose, Split, accuracy, random_images, read_mnist_layout,
+};
 use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
@@ -120,22 +122,6 @@ struct Output {
 
 struct Practical {
     args: Args,
-}
-
-fn accuracy(outputs: &[f64], targets: &[f64], k: usize) -> f64 {
-    let argmax = |row: &[f64]| {
-        row.iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(i, _)| i)
-            .unwrap_or(0)
-    };
-    let right = outputs
-        .chunks(k)
-        .zip(targets.chunks(k))
-        .filter(|(f, y)| argmax(f) == argmax(y))
-        .count();
-    right as f64 / (outputs.len() / k) as f64
 }
 
 impl Experiment for Practical {
