@@ -1,0 +1,450 @@
+//! Finite nets against their kernels on test points (no paper has this figure): on two classes
+//! of Fashion-MNIST at full resolution, the test accuracy of kernel regression with A's
+//! conv ResNet limit and with the fc limit (Def. 7.1 / 5.1, papers.md §1.4), and the test
+//! accuracy of A's fc net trained by full-batch GD as its width m grows. In the kernel regime
+//! a trained net's test outputs approach `f_t(k) = f_t(0) + Θ_t Θ^{-1}(I − (I − ηΘ)^k)(y − u(0))`
+//! (Θ the limit of the whole Gram, Θ_t its test-against-training block, u(0), f_t(0) the net's
+//! own outputs at init): the report measures the RMS distance between the two as m grows.
+//!
+//! The conv nets themselves are not trained here: one GD step on 500 full-resolution images
+//! costs ~5 s per step at m = 32 on a 2-core CPU (`--device wgpu` makes it feasible).
+//!
+//! `cargo run --release -p overparam-experiments --bin kernel_regression -- --quick`
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use faer::Mat;
+use overparam_data::{
+    Dataset, FASHION_MNIST_DIR, Prepare, Purpose, Split, TargetEncoding, accuracy,
+    read_mnist_layout,
+};
+use overparam_device::to_f64_vec;
+use overparam_experiments::runner::{
+    Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
+};
+use overparam_experiments::setups::kernel_step_size;
+use overparam_experiments::stats::{Spread, band_series, by_x};
+use overparam_experiments::store::{ResultsDir, Table};
+use overparam_kernels::{KernelSet, predict_test};
+use overparam_models::{Activation, Architecture, ModelConfig, Network};
+use overparam_plot::{Figure, Legend, Scale, Style, log_log_fit};
+use overparam_train::{TrainConfig, train_with_progress};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Kernel regression with A's limits against finite fc nets trained by GD, on test points.
+/// Grid: fc widths m ∈ {64, 256, 1024, 2048}; with --quick {64, 512}, n = 200.
+#[derive(Debug, Parser)]
+struct Args {
+    #[command(flatten)]
+    sweep: SweepArgs,
+    /// Training images [default: 500; quick 200].
+    #[arg(long)]
+    n: Option<usize>,
+    /// Test images [default: 500; quick 200].
+    #[arg(long)]
+    n_test: Option<usize>,
+    /// The two Fashion-MNIST classes (first +1, second −1).
+    #[arg(long, value_delimiter = ',', default_value = "5,7")]
+    classes: Vec<u32>,
+    /// Depth H of the fc net and its limit.
+    #[arg(long, default_value_t = 3)]
+    depth: usize,
+    /// Depth H of the conv ResNet limit (3 × 3 patches, c_res = 0.5).
+    #[arg(long, default_value_t = 4)]
+    conv_depth: usize,
+    /// GD steps of the finite nets (and of the kernel predictions at finite k).
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Folder with the Fashion-MNIST IDX files.
+    #[arg(long, default_value = FASHION_MNIST_DIR)]
+    fashion_dir: PathBuf,
+}
+
+/// One run: a kernel (no width) or a finite fc net.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Point {
+    model: String,
+    width: Option<usize>,
+    seed: u64,
+    n: usize,
+    n_test: usize,
+    classes: Vec<u32>,
+    depth: usize,
+    steps: usize,
+    fashion_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Output {
+    /// η = 1/λ_max(Θ) of the fc limit (the kernels' own for a kernel run).
+    eta: f64,
+    /// Test accuracy and ½-squared loss per test sample after `steps` GD steps.
+    test_accuracy: f64,
+    test_loss: f64,
+    /// Kernel runs: the same as k → ∞ (kernel regression), from zero outputs.
+    regression_accuracy: Option<f64>,
+    regression_loss: Option<f64>,
+    /// Net runs: RMS over test outputs of f_net(k) − f_kernel(k) from the net's own init,
+    /// and the kernel's test accuracy from that init.
+    distance_to_kernel: Option<f64>,
+    kernel_accuracy: Option<f64>,
+    /// Net runs: training loss after `steps` steps, ½‖u − y‖².
+    train_loss: Option<f64>,
+}
+
+struct KernelRegression {
+    args: Args,
+}
+
+impl Point {
+    /// Training and test images: unit norm, ±1 targets, from independent subsample streams.
+    fn data(&self) -> Result<(Dataset, Dataset)> {
+        let read = |split| {
+            read_mnist_layout(&self.fashion_dir, split).with_context(|| {
+                format!(
+                    "reading Fashion-MNIST from {} (install it with `apt-get install \
+                     dataset-fashion-mnist`, or pass --fashion-dir)",
+                    self.fashion_dir.display()
+                )
+            })
+        };
+        let prepare = |split, n, subsample| -> Result<Dataset> {
+            Ok(read(split)?.prepare(&Prepare {
+                classes: Some(self.classes.clone()),
+                n: Some(n),
+                seed: 0,
+                subsample,
+                keep_channels: true,
+                encoding: TargetEncoding::Sign,
+                ..Prepare::default()
+            })?)
+        };
+        Ok((
+            prepare(Split::Train, self.n, Purpose::Subsample)?,
+            prepare(Split::Test, self.n_test, Purpose::TestSubsample)?,
+        ))
+    }
+
+    fn config(&self, model: &str, width: usize, shape: &[usize]) -> ModelConfig {
+        let arch = match model {
+            "conv_resnet_limit" => Architecture::ConvResnet {
+                depth: self.depth,
+                width,
+                activation: Activation::Relu,
+                c_res: 0.5,
+                channels: shape[0],
+                spatial: shape[1..].to_vec(),
+                kernel: 3,
+            },
+            _ => Architecture::Fc {
+                depth: self.depth,
+                width,
+                activation: Activation::Relu,
+            },
+        };
+        ModelConfig {
+            input_dim: shape.iter().product(),
+            arch,
+            seed: self.seed,
+        }
+    }
+}
+
+/// `n × 1` column of a slice.
+fn column(v: &[f64]) -> Mat<f64> {
+    Mat::from_fn(v.len(), 1, |i, _| v[i])
+}
+
+/// Mean ½(f − y)² over test samples and the accuracy of the signs.
+fn scores(f: &Mat<f64>, y: &[f64]) -> (f64, f64) {
+    let f: Vec<f64> = (0..f.nrows()).map(|i| f[(i, 0)]).collect();
+    let loss = f
+        .iter()
+        .zip(y)
+        .map(|(f, y)| 0.5 * (f - y).powi(2))
+        .sum::<f64>()
+        / y.len() as f64;
+    (loss, accuracy(&f, y, 1))
+}
+
+impl Experiment for KernelRegression {
+    type Point = Point;
+    type Output = Output;
+
+    fn name(&self) -> &'static str {
+        "kernel_regression"
+    }
+
+    fn default_dtype(&self) -> &'static str {
+        "f32"
+    }
+
+    fn grid(&self, sweep: &SweepArgs) -> Result<Vec<Point>> {
+        let a = &self.args;
+        let q = sweep.quick;
+        let point = |model: &str, width, seed, depth| Point {
+            model: model.into(),
+            width,
+            seed,
+            n: a.n.unwrap_or(if q { 200 } else { 500 }),
+            n_test: a.n_test.unwrap_or(if q { 200 } else { 500 }),
+            classes: a.classes.clone(),
+            depth,
+            steps: a.steps,
+            fashion_dir: a.fashion_dir.clone(),
+        };
+        let widths: &[usize] = if q {
+            &[64, 512]
+        } else {
+            &[64, 256, 1024, 2048]
+        };
+        let mut grid = vec![
+            point("conv_resnet_limit", None, 0, a.conv_depth),
+            point("fc_limit", None, 0, a.depth),
+        ];
+        for seed in sweep.seeds() {
+            for &m in widths {
+                grid.push(point("fc", Some(m), seed, a.depth));
+            }
+        }
+        Ok(grid)
+    }
+
+    fn id(&self, p: &Point) -> String {
+        match p.width {
+            Some(m) => format!("{}-m{m}-seed{}", p.model, p.seed),
+            None => p.model.clone(),
+        }
+    }
+
+    fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
+        let (train, test) = p.data()?;
+        let (n, d) = (train.len(), train.input_dim());
+        let shape = train.shape().to_vec();
+        let kernel_model = if p.model == "conv_resnet_limit" {
+            "conv_resnet_limit"
+        } else {
+            "fc_limit"
+        };
+        let set = KernelSet::new(
+            &p.config(kernel_model, 1, &shape),
+            &[train.inputs(), test.inputs()].concat(),
+        )?;
+        let theta = set.block(0..n, 0..n, &|_| {}).total;
+        let cross = set.block(n..set.len(), 0..n, &|_| {}).total;
+        let eta = kernel_step_size(&theta);
+        let y = column(train.targets());
+        let steps = [Some(p.steps), None];
+        let Some(width) = p.width else {
+            let zeros = |rows| Mat::<f64>::zeros(rows, 1);
+            let f = predict_test(
+                &theta,
+                &cross,
+                eta,
+                (&y, &zeros(n)),
+                &zeros(test.len()),
+                &steps,
+            );
+            let (test_loss, test_accuracy) = scores(&f.outputs[0], test.targets());
+            let (regression_loss, regression_accuracy) = scores(&f.outputs[1], test.targets());
+            return Ok(RunOutput {
+                output: Output {
+                    eta,
+                    test_accuracy,
+                    test_loss,
+                    regression_accuracy: Some(regression_accuracy),
+                    regression_loss: Some(regression_loss),
+                    distance_to_kernel: None,
+                    kernel_accuracy: None,
+                    train_loss: None,
+                },
+                table: None,
+            });
+        };
+        let compute = &ctx.compute;
+        let config = p.config("fc", width, &[d]);
+        let mut net = Network::init(&config, compute)?;
+        let outputs = |net: &Network, set: &Dataset| {
+            column(&to_f64_vec(
+                net.forward(compute.tensor(set.inputs(), [set.len(), d])),
+            ))
+        };
+        let (u0, f0) = (outputs(&net, &train), outputs(&net, &test));
+        let kernel = predict_test(&theta, &cross, eta, (&y, &u0), &f0, &steps);
+        let history = train_with_progress(
+            &mut net,
+            &train,
+            compute,
+            &TrainConfig::gd(eta, p.steps),
+            &mut (),
+            ctx.bar.clone(),
+        )?;
+        let f = outputs(&net, &test);
+        let (test_loss, test_accuracy) = scores(&f, test.targets());
+        let (_, kernel_accuracy) = scores(&kernel.outputs[0], test.targets());
+        let gap = &f - &kernel.outputs[0];
+        let distance = (gap.squared_norm_l2() / test.len() as f64).sqrt();
+        let mut table = Table::new(&["step", "loss"]);
+        for (k, l) in history.loss.iter().enumerate() {
+            table.push(vec![k as f64, *l]);
+        }
+        Ok(RunOutput {
+            output: Output {
+                eta,
+                test_accuracy,
+                test_loss,
+                regression_accuracy: None,
+                regression_loss: None,
+                distance_to_kernel: Some(distance),
+                kernel_accuracy: Some(kernel_accuracy),
+                train_loss: history.loss.last().copied(),
+            },
+            table: Some(table),
+        })
+    }
+
+    fn report(
+        &self,
+        runs: &[Finished<Point, Output>],
+        results: &ResultsDir,
+        plots: &Path,
+    ) -> Result<()> {
+        let first = &runs[0].point;
+        let setup = format!(
+            "Fashion-MNIST {:?}, n={}, n_test={}, 28×28, relu, {} GD steps",
+            first.classes, first.n, first.n_test, first.steps
+        );
+        let kernel = |model: &str| runs.iter().find(|r| r.point.model == model);
+        let nets: Vec<&Finished<Point, Output>> =
+            runs.iter().filter(|r| r.point.width.is_some()).collect();
+        let width = |r: &Finished<Point, Output>| r.point.width.unwrap_or(0) as f64;
+        let accuracy = by_x(nets.iter().map(|r| (width(r), r.output.test_accuracy)));
+        let kernel_same_init = by_x(
+            nets.iter()
+                .filter_map(|r| r.output.kernel_accuracy.map(|a| (width(r), a))),
+        );
+        let mut fig = Figure::new(
+            format!("Test accuracy: finite fc nets vs kernels ({setup})"),
+            "width m",
+            "test accuracy",
+        )
+        .scales(Scale::Log, Scale::Linear)
+        .legend(Legend::LowerRight)
+        .with(
+            band_series("fc net, GD", &accuracy)
+                .style(Style::LineMarkers)
+                .color(0),
+        )
+        .with(
+            band_series("fc limit from the net's init, same k", &kernel_same_init)
+                .style(Style::Dashed)
+                .color(1),
+        );
+        let mut table = Table::labelled(
+            &["model"],
+            &[
+                "width",
+                "seeds",
+                "test_accuracy_mean",
+                "test_accuracy_min",
+                "test_accuracy_max",
+                "test_loss_mean",
+                "regression_accuracy",
+                "regression_loss",
+                "distance_to_kernel_mean",
+                "kernel_accuracy_mean",
+                "eta",
+            ],
+        );
+        for model in ["conv_resnet_limit", "fc_limit"] {
+            if let Some(k) = kernel(model) {
+                let o = &k.output;
+                let regression = o.regression_accuracy.unwrap_or(f64::NAN);
+                fig = fig
+                    .hline(format!("{model}, k = {}", first.steps), o.test_accuracy)
+                    .hline(format!("{model}, kernel regression"), regression);
+                table.push_labelled(
+                    vec![model.into()],
+                    vec![
+                        f64::NAN,
+                        1.0,
+                        o.test_accuracy,
+                        o.test_accuracy,
+                        o.test_accuracy,
+                        o.test_loss,
+                        regression,
+                        o.regression_loss.unwrap_or(f64::NAN),
+                        f64::NAN,
+                        f64::NAN,
+                        o.eta,
+                    ],
+                );
+            }
+        }
+        fig.save(plots, "test_accuracy_vs_width")?;
+        let distance = by_x(
+            nets.iter()
+                .filter_map(|r| r.output.distance_to_kernel.map(|g| (width(r), g))),
+        );
+        let means: Vec<(f64, f64)> = distance.iter().map(|(m, s)| (*m, s.mean)).collect();
+        let (xs, ys): (Vec<f64>, Vec<f64>) = means.iter().copied().unzip();
+        let slope = log_log_fit(&xs, &ys).map_or(f64::NAN, |f| f.slope);
+        Figure::new(
+            format!("Test outputs: net − kernel prediction (slope {slope:.2}; {setup})"),
+            "width m",
+            "RMS of f_net(k) − f_kernel(k) on test points",
+        )
+        .scales(Scale::Log, Scale::Log)
+        .legend(Legend::UpperRight)
+        .with(
+            band_series("fc net", &distance)
+                .style(Style::LineMarkers)
+                .color(0),
+        )
+        .save(plots, "distance_to_kernel_vs_width")?;
+        for (m, _) in &accuracy {
+            let group: Vec<&&Finished<Point, Output>> =
+                nets.iter().filter(|r| width(r) == *m).collect();
+            let of = |f: &dyn Fn(&Output) -> f64| {
+                Spread::of(&group.iter().map(|r| f(&r.output)).collect::<Vec<f64>>())
+            };
+            let acc = of(&|o| o.test_accuracy);
+            table.push_labelled(
+                vec!["fc".into()],
+                vec![
+                    *m,
+                    group.len() as f64,
+                    acc.mean,
+                    acc.min,
+                    acc.max,
+                    of(&|o| o.test_loss).mean,
+                    f64::NAN,
+                    f64::NAN,
+                    of(&|o| o.distance_to_kernel.unwrap_or(f64::NAN)).mean,
+                    of(&|o| o.kernel_accuracy.unwrap_or(f64::NAN)).mean,
+                    group[0].output.eta,
+                ],
+            );
+        }
+        table.write_summary(
+            results.root(),
+            "summary",
+            serde_json::json!({ "setup": setup, "distance_slope": slope }),
+        )?;
+        for (labels, v) in &table.rows {
+            eprintln!(
+                "{:<18} m={:>5}: test accuracy {:.4} [{:.4}, {:.4}], regression {:.4}, distance to kernel {:.4}, kernel from same init {:.4}",
+                labels[0], v[0], v[2], v[3], v[4], v[6], v[8], v[9]
+            );
+        }
+        eprintln!("distance slope vs m: {slope:.3}");
+        Ok(())
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let sweep = args.sweep.clone();
+    run_sweep(&KernelRegression { args }, &sweep)
+}
