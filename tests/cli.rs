@@ -534,3 +534,78 @@ fn kernel_predicts_test_outputs() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sharded_kernel_merges_to_the_unsharded_one_bit_for_bit() {
+    let dir = scratch("kernel-shards");
+    let common = [
+        "kernel",
+        "--model",
+        "resnet",
+        "--depth",
+        "3",
+        "--activation",
+        "softplus",
+        "--data",
+        "sphere",
+        "--n",
+        "11",
+        "--d",
+        "4",
+        "--quiet",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args = common.to_vec();
+        args.extend_from_slice(extra);
+        let result = overparam(&args);
+        assert!(
+            result.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    };
+    let whole = dir.join("whole");
+    run(&["--spectrum", "none", "--out", whole.to_str().unwrap()]);
+    // Tiles of 4 rows: 6 lower tiles over 3 shards.
+    let shards: Vec<PathBuf> = (0..3).map(|i| dir.join(format!("shard{i}"))).collect();
+    for (i, shard) in shards.iter().enumerate() {
+        let label = format!("{i}/3");
+        run(&[
+            "--tile",
+            "4",
+            "--shard",
+            &label,
+            "--out",
+            shard.to_str().unwrap(),
+        ]);
+    }
+    let merged = dir.join("merged");
+    let mut args = vec!["merge", "--into", merged.to_str().unwrap()];
+    args.extend(shards.iter().map(|s| s.to_str().unwrap()));
+    let result = overparam(&args);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for name in ["W1", "W2", "W3", "a", "total"] {
+        let file = format!("kernel_{name}.npy");
+        let (a, b) = (
+            std::fs::read(whole.join(&file)).unwrap(),
+            std::fs::read(merged.join(&file)).unwrap(),
+        );
+        assert!(a == b, "{file} differs");
+    }
+    // A missing shard is named, not silently zero-filled.
+    let result = overparam(&[
+        "merge",
+        "--into",
+        dir.join("partial").to_str().unwrap(),
+        shards[0].to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("in none of the 1 shards"),
+        "{stderr}"
+    );
+}

@@ -3,17 +3,18 @@
 
 use super::args::{DataArgs, ModelArgs, SpectrumKind};
 use super::{Timing, ensure_fits, save_matrices, write_json};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use faer::Mat;
 use indicatif::{ProgressBar, ProgressStyle};
 use overparam_data::{Dataset, accuracy};
+use overparam_experiments::runner::Shard;
 use overparam_kernels::{
     KernelSet, block_bytes, h_infinity, h_infinity_cross, limit_bytes, pair_count, predict_test,
 };
 use overparam_models::{Architecture, ModelConfig};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Options of `overparam kernel`.
@@ -46,6 +47,183 @@ pub struct KernelArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Compute only tiles i, i + n, i + 2n, … of the training kernels (`i/n`, 0-based; e.g. a
+    /// Slurm array task) and write them to --out; `overparam merge --into DIR SHARD_DIRS…` then
+    /// assembles kernel_<layer>.npy on disk, so the result may exceed memory.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Side of the square tiles of --shard (the lower triangle's tiles are dealt to shards).
+    #[arg(long, default_value_t = 1024)]
+    pub tile: usize,
+}
+
+/// What a shard wrote: `kernel-shard.json` beside its tiles.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct ShardManifest {
+    model: ModelConfig,
+    n: usize,
+    tile: usize,
+    names: Vec<String>,
+    shard: String,
+    /// The first row and column of each tile written.
+    tiles: Vec<(usize, usize)>,
+}
+
+/// The name of a shard's manifest.
+pub const SHARD_MANIFEST: &str = "kernel-shard.json";
+
+fn tile_path(dir: &Path, (r, c): (usize, usize), name: &str) -> PathBuf {
+    dir.join(format!("tile_{r}_{c}_{name}.npy"))
+}
+
+/// The lower triangle's tiles of an `n × n` kernel, row by row: their first row and column.
+fn tiles(n: usize, tile: usize) -> Vec<(usize, usize)> {
+    let starts: Vec<usize> = (0..n).step_by(tile).collect();
+    starts
+        .iter()
+        .flat_map(|&r| {
+            starts
+                .iter()
+                .filter(move |&&c| c <= r)
+                .map(move |&c| (r, c))
+        })
+        .collect()
+}
+
+/// `overparam kernel --shard i/n`: this shard's tiles of every layer's limit and of the sum.
+fn run_shard(
+    args: &KernelArgs,
+    config: &ModelConfig,
+    data: &Dataset,
+    shard: Shard,
+) -> anyhow::Result<()> {
+    if args.test_n.is_some() || matches!(config.arch, Architecture::TwoLayer { .. }) {
+        bail!("--shard tiles the training kernel of fc, resnet or conv_resnet; without --test-n");
+    }
+    if args.tile == 0 {
+        bail!("--tile must be at least 1");
+    }
+    let n = data.len();
+    let set = KernelSet::new(config, data.inputs())?;
+    let mine: Vec<(usize, usize)> = tiles(n, args.tile)
+        .into_iter()
+        .enumerate()
+        .filter(|(t, _)| t % shard.count == shard.index)
+        .map(|(_, at)| at)
+        .collect();
+    std::fs::create_dir_all(&args.out)?;
+    let span = |start: usize| start..(start + args.tile).min(n);
+    let pairs: u64 = mine
+        .iter()
+        .map(|&(r, c)| pair_count(&span(r), &span(c)))
+        .sum();
+    let bar = progress(args.quiet, pairs);
+    let mut names = Vec::new();
+    for &(r, c) in &mine {
+        let block = set.block(span(r), span(c), &|done| bar.inc(done));
+        names = block
+            .names
+            .iter()
+            .cloned()
+            .chain(["total".to_string()])
+            .collect();
+        for (name, m) in block
+            .names
+            .iter()
+            .zip(&block.layers)
+            .chain([(&"total".to_string(), &block.total)])
+        {
+            overparam_analysis::write_npy(&tile_path(&args.out, (r, c), name), m)?;
+        }
+    }
+    bar.finish_and_clear();
+    write_json(
+        &args.out.join(SHARD_MANIFEST),
+        &ShardManifest {
+            model: config.clone(),
+            n,
+            tile: args.tile,
+            names,
+            shard: shard.to_string(),
+            tiles: mine,
+        },
+    )?;
+    println!("shard {shard}: tiles in {}", args.out.display());
+    Ok(())
+}
+
+/// `overparam merge` of kernel shards: every tile into `kernel_<layer>.npy` (mirrored above the
+/// diagonal), written in place on disk. Returns the number of tiles.
+pub fn merge(into: &Path, shards: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut manifests = Vec::new();
+    for dir in shards {
+        let path = dir.join(SHARD_MANIFEST);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {} (not a kernel shard?)", path.display()))?;
+        let manifest: ShardManifest =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        manifests.push((dir, manifest));
+    }
+    let (_, first) = &manifests[0];
+    let mut owner = std::collections::HashMap::new();
+    for (dir, m) in &manifests {
+        if (m.n, m.tile, &m.names, &m.model) != (first.n, first.tile, &first.names, &first.model) {
+            bail!(
+                "{} is a shard of another kernel than {}",
+                dir.display(),
+                shards[0].display()
+            );
+        }
+        for &at in &m.tiles {
+            owner.insert(at, dir.as_path());
+        }
+    }
+    let (n, tile) = (first.n, first.tile);
+    let all = tiles(n, tile);
+    if let Some(missing) = all.iter().find(|at| !owner.contains_key(at)) {
+        bail!(
+            "tile at row {}, column {} is in none of the {} shards given (give every shard folder)",
+            missing.0,
+            missing.1,
+            shards.len()
+        );
+    }
+    std::fs::create_dir_all(into)?;
+    for name in &first.names {
+        let mut out =
+            overparam_analysis::NpyWriter::create(&into.join(format!("kernel_{name}.npy")), n, n)?;
+        for &(r, c) in &all {
+            let path = tile_path(owner[&(r, c)], (r, c), name);
+            let block = overparam_data::read_npy(&path)?;
+            let cols = block.shape[1];
+            for (i, row) in block.values.chunks(cols).enumerate() {
+                out.write_row(r + i, c, row)?;
+            }
+            if r != c {
+                for j in 0..cols {
+                    let column: Vec<f64> =
+                        block.values.iter().skip(j).step_by(cols).copied().collect();
+                    out.write_row(c + j, r, &column)?;
+                }
+            }
+        }
+    }
+    Ok(all.len())
+}
+
+/// A progress bar over `pairs` pairs of samples (hidden with --quiet).
+fn progress(quiet: bool, pairs: u64) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(pairs)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, eta {eta}")
+            .expect("a valid template"),
+    );
+    bar.set_message("kernel");
+    bar
 }
 
 /// What the kernel predicts at one number of steps.
@@ -76,6 +254,9 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     )?;
     let checked = args.data.check(data, phi)?;
     let data = &checked.data;
+    if let Some(shard) = args.shard {
+        return run_shard(args, &config, data, shard);
+    }
     let test = args.test_n.map(|n| test_set(args, n)).transpose()?;
     let start = Instant::now();
     let (named, cross) = kernels(args, &config, data, test.as_ref())?;
@@ -155,16 +336,7 @@ fn kernels(
     let set = KernelSet::new(config, &inputs)?;
     let (train, all) = (0..n, 0..set.len());
     let pairs = pair_count(&train, &train) + pair_count(&(n..set.len()), &train);
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(pairs)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} pairs, eta {eta}")
-            .expect("a valid template"),
-    );
-    bar.set_message("kernel");
+    let bar = progress(args.quiet, pairs);
     let limit = set.block(train.clone(), train.clone(), &|done| bar.inc(done));
     let cross = test.map(|_| set.block(n..all.end, train, &|done| bar.inc(done)).total);
     bar.finish_and_clear();

@@ -30,8 +30,9 @@ pub enum Command {
     Gram(gram::GramArgs),
     /// Infinite-width kernels: B's H^inf (two_layer), A's K^(H) and the full NTK limit (fc, resnet, conv_resnet).
     Kernel(kernel::KernelArgs),
-    /// Join the results folders of a sharded experiment sweep (`--shard i/n`) into one; then
-    /// run the experiment again without --shard on the joined folder to write its report.
+    /// Join the results folders of a sharded experiment sweep (`--shard i/n`) into one (then
+    /// run the experiment again without --shard on the joined folder to write its report), or
+    /// the tiles of `overparam kernel --shard i/n` into whole kernel_<layer>.npy files.
     Merge(MergeArgs),
 }
 
@@ -182,6 +183,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => train::run(&args),
         Command::Gram(args) => gram::run(&args),
         Command::Kernel(args) => kernel::run(&args),
+        Command::Merge(args) if args.shards[0].join(kernel::SHARD_MANIFEST).exists() => {
+            let tiles = kernel::merge(&args.into, &args.shards)?;
+            println!(
+                "merged {tiles} kernel tiles from {} shard folders into {}",
+                args.shards.len(),
+                args.into.display()
+            );
+            Ok(())
+        }
         Command::Merge(args) => {
             let copied = overparam_experiments::store::merge(&args.into, &args.shards)?;
             println!(

@@ -11,5 +11,5 @@ pub mod spectrum;
 pub use dynamics::{DynamicsRecorder, Record, pattern_changes};
 pub use extremes::{Extremes, ExtremesMethod, extremes, symmetric_norm};
 pub use gram::{AnalysisError, GramStrategy, LayerGrams, grams};
-pub use npy::write_npy;
+pub use npy::{NpyWriter, write_npy};
 pub use spectrum::{Spectrum, SpectrumMode, operator_norm, spectral_norm};
