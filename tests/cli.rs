@@ -609,3 +609,78 @@ fn sharded_kernel_merges_to_the_unsharded_one_bit_for_bit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn cifar100_and_svhn_feed_the_commands() {
+    let dir = scratch("more-readers");
+    // CIFAR-100: 6 records (coarse, fine, 3072 pixels).
+    let records: Vec<u8> = (0..6u8)
+        .flat_map(|i| {
+            [i % 20, i * 7]
+                .into_iter()
+                .chain((0..3072).map(move |k| ((k * 13 + i as usize * 31) % 256) as u8))
+        })
+        .collect();
+    let cifar = dir.join("cifar-100-binary");
+    std::fs::create_dir_all(&cifar).unwrap();
+    std::fs::write(cifar.join("train.bin"), &records).unwrap();
+    // SVHN: 5 images, labels 1 … 5.
+    let x: Vec<f64> = (0..3072 * 5)
+        .map(|k| ((k * 29 + k / 3072 * 17) % 256) as f64)
+        .collect();
+    let labels = [1.0, 2.0, 3.0, 4.0, 5.0];
+    let svhn = dir.join("svhn");
+    std::fs::create_dir_all(&svhn).unwrap();
+    let mut file = overparam::data::encode_mat(&[("X", &[32, 32, 3, 5], &x)], true, true);
+    let y = overparam::data::encode_mat(&[("y", &[5, 1], &labels)], false, true);
+    file.extend_from_slice(&y[128..]);
+    std::fs::write(svhn.join("train_32x32.mat"), file).unwrap();
+    for (source, data_dir, extra) in [
+        ("cifar100", &cifar, vec!["--coarse"]),
+        ("svhn", &svhn, vec![]),
+    ] {
+        let out = dir.join(format!("out-{source}"));
+        let mut args = vec![
+            "kernel",
+            "--model",
+            "fc",
+            "--activation",
+            "relu",
+            "--data",
+            source,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--n",
+            "4",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let result = overparam(&args);
+        assert!(
+            result.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let kernel = std::fs::read(out.join("kernel_total.npy")).unwrap();
+        assert!(String::from_utf8_lossy(&kernel[..128]).contains("(4, 4)"));
+    }
+    // A missing file is named.
+    let result = overparam(&[
+        "kernel",
+        "--model",
+        "fc",
+        "--data",
+        "svhn",
+        "--data-dir",
+        "/nonexistent/svhn",
+        "--out",
+        dir.join("x").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("/nonexistent/svhn/train_32x32.mat"),
+        "{stderr}"
+    );
+}

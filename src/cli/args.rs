@@ -4,9 +4,9 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use overparam_analysis::SpectrumMode;
 use overparam_data::{
-    Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare, Purpose, Split,
-    TargetEncoding, check_inputs, npy_dataset, random_images, read_cifar10_dir, read_mnist_layout,
-    separated_binary, sphere,
+    Cifar100Labels, Dataset, Degeneracy, FASHION_MNIST_DIR, ImageSet, InputReport, Labels, Prepare,
+    Purpose, Split, TargetEncoding, check_inputs, npy_dataset, random_images, read_cifar10_dir,
+    read_cifar100_dir, read_mnist_layout, read_svhn_dir, separated_binary, sphere,
 };
 use overparam_device::{Compute, Precision};
 use overparam_models::{
@@ -88,6 +88,12 @@ pub enum DataSource {
     Idx,
     /// The CIFAR-10 binary batches in --data-dir.
     Cifar10,
+    /// CIFAR-100's binary train.bin / test.bin in --data-dir (the 100 fine classes; --coarse
+    /// for the 20 superclasses).
+    Cifar100,
+    /// SVHN's cropped digits, train_32x32.mat / test_32x32.mat in --data-dir (label 10 read
+    /// as digit 0).
+    Svhn,
     /// D's random set: random pixels (--image-shape) with random labels.
     RandomImages,
     /// Your own arrays: --inputs X.npy ((n, d), (n, c, l) or (n, c, h, w); float or integer)
@@ -126,6 +132,9 @@ pub struct DataArgs {
     /// Read the test files instead of the training files.
     #[arg(long)]
     pub test_split: bool,
+    /// CIFAR-100: the 20 superclasses instead of the 100 classes.
+    #[arg(long)]
+    pub coarse: bool,
     /// Keep these classes (comma-separated, in this order; two classes give ±1 labels).
     #[arg(long, value_delimiter = ',')]
     pub classes: Option<Vec<u32>>,
@@ -463,6 +472,15 @@ impl DataArgs {
             }
             DataSource::Idx => prepare(read_mnist_layout(&dir(None)?, split)?)?,
             DataSource::Cifar10 => prepare(read_cifar10_dir(&dir(None)?, split)?)?,
+            DataSource::Cifar100 => {
+                let labels = if self.coarse {
+                    Cifar100Labels::Coarse
+                } else {
+                    Cifar100Labels::Fine
+                };
+                prepare(read_cifar100_dir(&dir(None)?, split, labels)?)?
+            }
+            DataSource::Svhn => prepare(read_svhn_dir(&dir(None)?, split)?)?,
             DataSource::Npy => {
                 let inputs = self
                     .inputs

@@ -301,10 +301,14 @@ fn test_set(args: &KernelArgs, n: usize) -> anyhow::Result<Dataset> {
     use super::args::DataSource;
     if !matches!(
         args.data.data,
-        DataSource::FashionMnist | DataSource::Idx | DataSource::Cifar10
+        DataSource::FashionMnist
+            | DataSource::Idx
+            | DataSource::Cifar10
+            | DataSource::Cifar100
+            | DataSource::Svhn
     ) {
         bail!(
-            "--test-n needs a data set with a test split (fashion-mnist, idx, cifar10); {:?} has none",
+            "--test-n needs a data set with a test split (fashion-mnist, idx, cifar10, cifar100, svhn); {:?} has none",
             args.data.data
         );
     }

@@ -1,5 +1,6 @@
-//! The CIFAR-10 binary format: records of one label byte (0–9) and 3072 pixel bytes
-//! (1024 red, 1024 green, 1024 blue, each a row-major 32×32 plane).
+//! The CIFAR binary formats: records of label bytes and 3072 pixel bytes (1024 red, 1024
+//! green, 1024 blue, each a row-major 32×32 plane). CIFAR-10 has one label byte (0–9),
+//! CIFAR-100 two: the coarse class (0–19), then the fine one (0–99).
 
 use crate::DataError;
 use crate::images::{ImageSet, Split};
@@ -7,36 +8,109 @@ use std::path::Path;
 
 const SIDE: usize = 32;
 const PIXELS: usize = 3 * SIDE * SIDE;
-const RECORD: usize = 1 + PIXELS;
 
-/// Parses one CIFAR-10 binary batch; `path` only names the source in errors.
-pub fn parse_cifar10(bytes: &[u8], path: &Path) -> Result<ImageSet, DataError> {
-    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
+/// Which labels of CIFAR-100 to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cifar100Labels {
+    /// The 100 fine classes (D's Figure 1).
+    #[default]
+    Fine,
+    /// The 20 superclasses.
+    Coarse,
+}
+
+/// The layout of one CIFAR variant's records.
+struct Records {
+    name: &'static str,
+    /// The largest valid value of each label byte.
+    max_labels: &'static [u8],
+    /// Which label byte to keep.
+    label: usize,
+}
+
+fn parse_records(bytes: &[u8], path: &Path, layout: &Records) -> Result<ImageSet, DataError> {
+    let label_bytes = layout.max_labels.len();
+    let record = label_bytes + PIXELS;
+    let name = layout.name;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(record) {
         return Err(DataError::format(
             path,
             format!(
-                "{} bytes is not a whole number of {RECORD}-byte CIFAR-10 records (truncated or not CIFAR-10)",
+                "{} bytes is not a whole number of {record}-byte {name} records (truncated or not {name})",
                 bytes.len()
             ),
         ));
     }
-    let n = bytes.len() / RECORD;
+    let n = bytes.len() / record;
     let mut labels = Vec::with_capacity(n);
     let mut pixels = Vec::with_capacity(n * PIXELS);
-    for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
-        if record[0] > 9 {
-            return Err(DataError::format(
-                path,
-                format!(
-                    "record {i} has label {}, CIFAR-10 labels are 0-9",
-                    record[0]
-                ),
-            ));
+    for (i, r) in bytes.chunks_exact(record).enumerate() {
+        for (b, (&value, &max)) in r.iter().zip(layout.max_labels).enumerate() {
+            if value > max {
+                return Err(DataError::format(
+                    path,
+                    format!(
+                        "record {i} has label {value} (label byte {b}); {name} allows 0-{max} there"
+                    ),
+                ));
+            }
         }
-        labels.push(u32::from(record[0]));
-        pixels.extend(record[1..].iter().map(|&b| f64::from(b)));
+        labels.push(u32::from(r[layout.label]));
+        pixels.extend(r[label_bytes..].iter().map(|&b| f64::from(b)));
     }
     ImageSet::new(pixels, labels, vec![3, SIDE, SIDE], path)
+}
+
+/// Parses one CIFAR-10 binary batch; `path` only names the source in errors.
+pub fn parse_cifar10(bytes: &[u8], path: &Path) -> Result<ImageSet, DataError> {
+    parse_records(
+        bytes,
+        path,
+        &Records {
+            name: "CIFAR-10",
+            max_labels: &[9],
+            label: 0,
+        },
+    )
+}
+
+/// Parses a CIFAR-100 binary file (`train.bin`, `test.bin`) keeping the fine or coarse labels.
+pub fn parse_cifar100(
+    bytes: &[u8],
+    path: &Path,
+    labels: Cifar100Labels,
+) -> Result<ImageSet, DataError> {
+    let label = match labels {
+        Cifar100Labels::Coarse => 0,
+        Cifar100Labels::Fine => 1,
+    };
+    parse_records(
+        bytes,
+        path,
+        &Records {
+            name: "CIFAR-100",
+            max_labels: &[19, 99],
+            label,
+        },
+    )
+}
+
+/// Reads the CIFAR-100 binary distribution in `dir` (`cifar-100-binary`): `train.bin` for
+/// [`Split::Train`], `test.bin` for [`Split::Test`].
+pub fn read_cifar100_dir(
+    dir: &Path,
+    split: Split,
+    labels: Cifar100Labels,
+) -> Result<ImageSet, DataError> {
+    let path = dir.join(match split {
+        Split::Train => "train.bin",
+        Split::Test => "test.bin",
+    });
+    let bytes = std::fs::read(&path).map_err(|source| DataError::File {
+        path: path.clone(),
+        source,
+    })?;
+    parse_cifar100(&bytes, &path, labels)
 }
 
 /// Reads CIFAR-10 batch files and concatenates them.

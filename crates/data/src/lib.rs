@@ -6,18 +6,25 @@ pub mod checks;
 pub mod cifar;
 pub mod idx;
 pub mod images;
+pub mod mat;
 pub mod npy;
+pub mod svhn;
 pub mod synthetic;
 
 pub use checks::{Degeneracy, InputReport, check_inputs};
-pub use cifar::{parse_cifar10, read_cifar10, read_cifar10_dir};
+pub use cifar::{
+    Cifar100Labels, parse_cifar10, parse_cifar100, read_cifar10, read_cifar10_dir,
+    read_cifar100_dir,
+};
 pub use idx::{IdxArray, encode_idx_u8, parse_idx, read_idx};
 pub use images::{
     FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, accuracy, random_images,
     read_idx_images, read_mnist_layout,
 };
+pub use mat::{MatArray, encode_mat, parse_mat};
 pub use npy::{NpyArray, encode_npy_f64, npy_dataset, parse_npy, read_npy};
 pub use overparam_rng::Purpose;
+pub use svhn::{parse_svhn, read_svhn_dir};
 
 use overparam_rng::{ChaCha8Rng, SliceRandom, stream};
 pub use synthetic::{Labels, SeparatedBinary, separated_binary, sphere};
