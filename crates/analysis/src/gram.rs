@@ -202,11 +202,49 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
     out
 }
 
+/// The lower triangle of `A Aᵀ` (the upper one left at zero): half the products of a full
+/// matrix product, on all cores.
+fn lower_gram(a: &Mat<f64>) -> Mat<f64> {
+    use faer::linalg::matmul::triangular::{BlockStructure, matmul};
+    let n = a.nrows();
+    let mut g = Mat::<f64>::zeros(n, n);
+    matmul(
+        g.as_mut(),
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        faer::get_global_parallelism(),
+    );
+    g
+}
+
+/// The symmetric matrix whose lower triangle is `f(i, j)` (i ≥ j).
+fn symmetric(n: usize, f: impl Fn(usize, usize) -> f64) -> Mat<f64> {
+    let mut g = Mat::<f64>::zeros(n, n);
+    for j in 0..n {
+        for i in j..n {
+            let v = f(i, j);
+            g[(i, j)] = v;
+            g[(j, i)] = v;
+        }
+    }
+    g
+}
+
+/// `A Aᵀ`.
+fn outer_gram(a: &Mat<f64>) -> Mat<f64> {
+    let lower = lower_gram(a);
+    symmetric(a.nrows(), |i, j| lower[(i, j)])
+}
+
 /// `(A Aᵀ) ∘ (B Bᵀ)`.
 fn hadamard_gram(a: &Mat<f64>, b: &Mat<f64>) -> Mat<f64> {
-    let aa = a * a.transpose();
-    let bb = b * b.transpose();
-    Mat::from_fn(aa.nrows(), aa.ncols(), |i, j| aa[(i, j)] * bb[(i, j)])
+    let (aa, bb) = (lower_gram(a), lower_gram(b));
+    symmetric(a.nrows(), |i, j| aa[(i, j)] * bb[(i, j)])
 }
 
 /// The patches `Φ_i` (`p × q·c_in`) of one sample's flattened `c_in × p` activation: row l
@@ -275,7 +313,7 @@ fn structured(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
             let cols = input.dims()[1];
             let a = host_matrix(&to_f64_vec(input.without_autodiff()), n, cols);
             match spec.kind {
-                LayerKind::Readout => &a * a.transpose(),
+                LayerKind::Readout => outer_gram(&a),
                 LayerKind::Dense => {
                     let b = to_f64_vec(probes[layer].grad(&grads).expect("probe gradient"));
                     hadamard_gram(&a, &host_matrix(&b, n, spec.shape[0]))
