@@ -11,6 +11,17 @@ fn overparam(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// Runs the binary and fails the test, showing its stderr, unless it succeeds.
+fn overparam_ok(args: &[&str]) -> Output {
+    let result = overparam(args);
+    assert!(
+        result.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    result
+}
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("overparam-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -554,16 +565,7 @@ fn sharded_kernel_merges_to_the_unsharded_one_bit_for_bit() {
         "4",
         "--quiet",
     ];
-    let run = |extra: &[&str]| {
-        let mut args = common.to_vec();
-        args.extend_from_slice(extra);
-        let result = overparam(&args);
-        assert!(
-            result.status.success(),
-            "{extra:?}: {}",
-            String::from_utf8_lossy(&result.stderr)
-        );
-    };
+    let run = |extra: &[&str]| overparam_ok(&[&common[..], extra].concat());
     let whole = dir.join("whole");
     run(&["--spectrum", "none", "--out", whole.to_str().unwrap()]);
     // Tiles of 4 rows: 6 lower tiles over 3 shards.
@@ -681,6 +683,83 @@ fn cifar100_and_svhn_feed_the_commands() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
         stderr.contains("/nonexistent/svhn/train_32x32.mat"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn train_resumes_from_its_checkpoint_to_the_same_bits() {
+    let dir = scratch("resume");
+    let common = [
+        "train",
+        "--model",
+        "fc",
+        "--depth",
+        "2",
+        "--width",
+        "16",
+        "--data",
+        "sphere",
+        "--n",
+        "12",
+        "--d",
+        "4",
+        "--optimizer",
+        "sgd",
+        "--batch-size",
+        "4",
+        "--momentum",
+        "0.9",
+        "--weight-decay",
+        "0.001",
+        "--step-size",
+        "0.05",
+        "--quiet",
+    ];
+    let run = |out: &Path, extra: &[&str]| {
+        overparam_ok(&[&common[..], &["--out", out.to_str().unwrap()], extra].concat())
+    };
+    let (straight, pieces) = (dir.join("straight"), dir.join("pieces"));
+    run(&straight, &["--steps", "15"]);
+    // 10 steps with checkpoints every 3, then continued to 15 from the checkpoint of step 10.
+    run(&pieces, &["--steps", "10", "--checkpoint-every", "3"]);
+    assert!(pieces.join("checkpoint.safetensors").exists());
+    run(
+        &pieces,
+        &["--steps", "15", "--checkpoint-every", "3", "--resume"],
+    );
+    let read = |dir: &Path, file: &str| std::fs::read(dir.join(file)).unwrap();
+    assert!(read(&straight, "final.safetensors") == read(&pieces, "final.safetensors"));
+    let losses = |dir: &Path| -> Vec<u64> {
+        let json: serde_json::Value = serde_json::from_slice(&read(dir, "result.json")).unwrap();
+        json["history"]["loss"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap().to_bits())
+            .collect()
+    };
+    assert_eq!(losses(&pieces).len(), 16);
+    // JSON text is compared at its printed precision (both were printed from the same bits).
+    assert_eq!(losses(&straight), losses(&pieces));
+    // Other options than the checkpoint's are refused with the file named.
+    let mut args: Vec<&str> = common
+        .iter()
+        .map(|a| if *a == "0.9" { "0.5" } else { a })
+        .collect();
+    args.extend_from_slice(&[
+        "--out",
+        pieces.to_str().unwrap(),
+        "--steps",
+        "20",
+        "--resume",
+    ]);
+    let result = overparam(&args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success()
+            && stderr.contains("checkpoint.safetensors")
+            && stderr.contains("another run"),
         "{stderr}"
     );
 }

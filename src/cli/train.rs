@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use overparam_analysis::DynamicsRecorder;
 use overparam_models::{ModelConfig, save_safetensors};
-use overparam_train::{History, Loss, Optimizer, TrainConfig, train};
+use overparam_train::{Checkpointing, History, Loss, Optimizer, TrainConfig, train};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -66,6 +66,20 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// μ: heavy-ball momentum, `v ← μv + g`, `θ ← θ − ηv` (PyTorch's SGD; 0: none).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub momentum: f64,
+    /// λ: weight decay, `g ← ∇L + λθ` (0: none).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub weight_decay: f64,
+    /// Write <out>/checkpoint.safetensors (parameters, momentum, batch order, history)
+    /// atomically every this many updates; 0 writes none.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Continue from <out>/checkpoint.safetensors when it exists (same model, data and
+    /// options; --steps may be larger), to the same bits as an uninterrupted run.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Gradient methods.
@@ -135,6 +149,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             args.steps.max(1)
         },
         progress: !args.quiet,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        checkpoint: (args.checkpoint_every > 0 || args.resume).then(|| Checkpointing {
+            path: args.out.join("checkpoint.safetensors"),
+            every: if args.checkpoint_every > 0 {
+                args.checkpoint_every
+            } else {
+                args.steps.max(1)
+            },
+            resume: args.resume,
+        }),
     };
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating output directory {}", args.out.display()))?;

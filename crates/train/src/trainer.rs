@@ -1,11 +1,12 @@
 //! The training loop.
 
+use crate::checkpoint::{self, CheckpointError, Checkpointing, State};
 use crate::gradient::loss_and_gradients;
 use crate::loss::Loss;
 use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use overparam_data::Dataset;
-use overparam_device::{Compute, to_f64_scalar};
+use overparam_device::{Compute, to_f64_scalar, to_f64_vec};
 use overparam_models::{ConfigError, Network, forward};
 use overparam_rng::{ChaCha8Rng, Purpose, SliceRandom, stream};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,15 @@ pub struct TrainConfig {
     pub observe_every: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// μ: heavy-ball momentum in PyTorch's form, `v ← μ v + g`, `θ ← θ − η v` (0: none).
+    #[serde(default)]
+    pub momentum: f64,
+    /// λ: weight decay added to the gradient, `g ← ∇L + λ θ` (0: none).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Write checkpoints (and resume from one).
+    #[serde(default)]
+    pub checkpoint: Option<Checkpointing>,
 }
 
 impl TrainConfig {
@@ -58,6 +68,9 @@ impl TrainConfig {
             trainable: None,
             observe_every: 1,
             progress: false,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            checkpoint: None,
         }
     }
 }
@@ -85,6 +98,12 @@ pub enum TrainError {
     /// No layer is trainable.
     #[error("no layer is trainable: name at least one layer to train")]
     NothingToTrain,
+    /// Momentum outside [0, 1), a negative weight decay, or checkpoints every 0 steps.
+    #[error("{0}")]
+    Option(String),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
     /// The model's outputs per sample differ from the targets'.
     #[error("the model has {model} outputs per sample but the targets have {data}")]
     Outputs {
@@ -195,6 +214,23 @@ fn validate(config: &TrainConfig, network: &Network, data: &Dataset) -> Result<(
     if config.observe_every == 0 {
         return Err(TrainError::ObserveEvery);
     }
+    if !(0.0..1.0).contains(&config.momentum) {
+        return Err(TrainError::Option(format!(
+            "momentum μ must be in [0, 1), got {}",
+            config.momentum
+        )));
+    }
+    if !(config.weight_decay.is_finite() && config.weight_decay >= 0.0) {
+        return Err(TrainError::Option(format!(
+            "weight decay λ must be a non-negative number, got {}",
+            config.weight_decay
+        )));
+    }
+    if config.checkpoint.as_ref().is_some_and(|c| c.every == 0) {
+        return Err(TrainError::Option(
+            "checkpoints every 0 steps: give at least 1".into(),
+        ));
+    }
     if let Optimizer::Sgd { batch_size, .. } = config.optimizer
         && (batch_size == 0 || batch_size > data.len())
     {
@@ -239,6 +275,17 @@ impl Batches {
             next: n,
             batch_size,
         }
+    }
+
+    /// The stream's word position, the permutation and the next index in it.
+    fn state(&self) -> (u128, Vec<usize>, usize) {
+        (self.rng.get_word_pos(), self.order.clone(), self.next)
+    }
+
+    fn restore(&mut self, (position, order, next): (u128, Vec<usize>, usize)) {
+        self.rng.set_word_pos(position);
+        self.order = order;
+        self.next = next;
     }
 
     fn next_batch(&mut self) -> Vec<usize> {
@@ -328,6 +375,67 @@ pub fn train_with_progress(
     let mut history = History::default();
     bar.set_length(config.steps as u64);
     let mut last_finite = (f64::NAN, 0);
+    let run = run_identity(network, data, config);
+    let mut velocity: Vec<Option<Tensor<2>>> = vec![None; mask.len()];
+    let mut start = 0;
+    if let Some(c) = config
+        .checkpoint
+        .as_ref()
+        .filter(|c| c.resume && c.path.exists())
+    {
+        let state = checkpoint::load(&c.path, &run)?;
+        let current = network.values();
+        let tensor = |now: &Tensor<2>, v: &[f64]| -> Result<Tensor<2>, TrainError> {
+            let [rows, cols] = now.dims();
+            if v.len() != rows * cols {
+                return Err(CheckpointError::Format {
+                    path: c.path.clone(),
+                    problem: format!("a layer has {} values, the model {}", v.len(), rows * cols),
+                }
+                .into());
+            }
+            Ok(compute.tensor(v, [rows, cols]))
+        };
+        if state.values.len() != current.len() || state.step > config.steps {
+            return Err(CheckpointError::Format {
+                path: c.path.clone(),
+                problem: format!(
+                    "{} layers after {} steps, for a model of {} layers trained {} steps",
+                    state.values.len(),
+                    state.step,
+                    current.len(),
+                    config.steps
+                ),
+            }
+            .into());
+        }
+        let values = current
+            .iter()
+            .zip(&state.values)
+            .map(|(now, v)| tensor(now, v))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !state.velocity.is_empty() {
+            velocity = current
+                .iter()
+                .zip(&state.velocity)
+                .map(|(now, v)| (!v.is_empty()).then(|| tensor(now, v)).transpose())
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        network.set_values(values);
+        if let (Some(b), Some(saved)) = (batches.as_mut(), state.batches) {
+            b.restore(saved);
+        }
+        history = state.history;
+        last_finite = history
+            .loss
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, l)| l.is_finite())
+            .map_or((f64::NAN, 0), |(k, &l)| (l, k));
+        start = state.step;
+        bar.set_position(start as u64);
+    }
     let diverged =
         |step, loss, last_finite: (f64, usize), history: &History| TrainError::Diverged {
             step,
@@ -337,7 +445,7 @@ pub fn train_with_progress(
             history: Box::new(history.clone()),
         };
 
-    for step in 0..=config.steps {
+    for step in start..=config.steps {
         let observe = step % config.observe_every == 0 || step == config.steps;
         let values = network.values();
         // The full-data forward without autodiff, where it is needed: observation steps and
@@ -387,15 +495,53 @@ pub fn train_with_progress(
                 data,
             );
         }
+        let (mu, lambda) = (config.momentum, config.weight_decay);
         let updated = values
             .into_iter()
             .zip(step_result.gradients)
-            .map(|(value, grad)| match grad {
-                Some(grad) => value - grad.mul_scalar(config.step_size),
+            .zip(velocity.iter_mut())
+            .map(|((value, grad), v)| match grad {
+                Some(grad) => {
+                    let grad = if lambda > 0.0 {
+                        grad + value.clone().mul_scalar(lambda)
+                    } else {
+                        grad
+                    };
+                    let direction = if mu > 0.0 {
+                        let next = match v.take() {
+                            Some(old) => old.mul_scalar(mu) + grad,
+                            None => grad,
+                        };
+                        *v = Some(next.clone());
+                        next
+                    } else {
+                        grad
+                    };
+                    value - direction.mul_scalar(config.step_size)
+                }
                 None => value,
             })
             .collect();
         network.set_values(updated);
+        if let Some(c) = &config.checkpoint
+            && ((step + 1) % c.every == 0 || step + 1 == config.steps)
+        {
+            let state = State {
+                step: step + 1,
+                values: network.values().into_iter().map(to_f64_vec).collect(),
+                velocity: if mu > 0.0 {
+                    velocity
+                        .iter()
+                        .map(|v| v.clone().map(to_f64_vec).unwrap_or_default())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                batches: batches.as_ref().map(Batches::state),
+                history: history.clone(),
+            };
+            checkpoint::save(&c.path, &run, &state)?;
+        }
         bar.inc(1);
         if step % 10 == 0 {
             bar.set_message(format!("loss {loss:.4e}"));
@@ -403,6 +549,33 @@ pub fn train_with_progress(
     }
     bar.finish_and_clear();
     Ok(history)
+}
+
+/// What a checkpoint must match to be resumed: the model, the data (n and an FNV-1a hash of
+/// every input and target bit) and the training options except the step count (a run may be
+/// continued for longer), observation, progress and checkpointing.
+fn run_identity(network: &Network, data: &Dataset, config: &TrainConfig) -> String {
+    let hash = data
+        .inputs()
+        .iter()
+        .chain(data.targets())
+        .flat_map(|v| v.to_bits().to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let options = TrainConfig {
+        steps: 0,
+        observe_every: 1,
+        progress: false,
+        checkpoint: None,
+        ..config.clone()
+    };
+    serde_json::json!({
+        "model": network.config(),
+        "data": { "n": data.len(), "hash": format!("{hash:016x}") },
+        "train": options,
+    })
+    .to_string()
 }
 
 fn record(
