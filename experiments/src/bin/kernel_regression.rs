@@ -27,7 +27,7 @@ use overparam_experiments::stats::{Spread, band_series, by_x};
 use overparam_experiments::store::{ResultsDir, Table};
 use overparam_kernels::{KernelSet, predict_test};
 use overparam_models::{Activation, Architecture, ModelConfig, Network};
-use overparam_plot::{Figure, Legend, Scale, Style, log_log_fit};
+use overparam_plot::{Figure, Legend, Scale, Series, Style, log_log_fit};
 use overparam_train::{TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -357,13 +357,32 @@ impl Experiment for KernelRegression {
                 "eta",
             ],
         );
-        for model in ["conv_resnet_limit", "fc_limit"] {
+        // The kernels' levels across the width range, one colour per kernel: solid after k
+        // steps, dashed for kernel regression.
+        let span = |y: f64| {
+            let (lo, hi) = accuracy
+                .iter()
+                .fold((f64::INFINITY, 0.0f64), |(l, h), (m, _)| (l.min(*m), h.max(*m)));
+            vec![(lo, y), (hi, y)]
+        };
+        for (colour, model) in [(2, "conv_resnet_limit"), (3, "fc_limit")] {
             if let Some(k) = kernel(model) {
                 let o = &k.output;
                 let regression = o.regression_accuracy.unwrap_or(f64::NAN);
                 fig = fig
-                    .hline(format!("{model}, k = {}", first.steps), o.test_accuracy)
-                    .hline(format!("{model}, kernel regression"), regression);
+                    .with(
+                        Series::line(
+                            format!("{model}, k = {}", first.steps),
+                            span(o.test_accuracy),
+                        )
+                        .style(Style::Line)
+                        .color(colour),
+                    )
+                    .with(
+                        Series::line(format!("{model}, kernel regression"), span(regression))
+                            .style(Style::Dashed)
+                            .color(colour),
+                    );
                 table.push_labelled(
                     vec![model.into()],
                     vec![
