@@ -362,7 +362,9 @@ impl Experiment for KernelRegression {
         let span = |y: f64| {
             let (lo, hi) = accuracy
                 .iter()
-                .fold((f64::INFINITY, 0.0f64), |(l, h), (m, _)| (l.min(*m), h.max(*m)));
+                .fold((f64::INFINITY, 0.0f64), |(l, h), (m, _)| {
+                    (l.min(*m), h.max(*m))
+                });
             vec![(lo, y), (hi, y)]
         };
         for (colour, model) in [(2, "conv_resnet_limit"), (3, "fc_limit")] {
