@@ -22,6 +22,9 @@ fn overparam_ok(args: &[&str]) -> Output {
     result
 }
 
+/// `overparam kernel` of A's fc net with relu, before `--data`'s value.
+const KERNEL_FC_RELU: [&str; 6] = ["kernel", "--model", "fc", "--activation", "relu", "--data"];
+
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("overparam-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -642,13 +645,8 @@ fn cifar100_and_svhn_feed_the_commands() {
         ("svhn", &svhn, vec![]),
     ] {
         let out = dir.join(format!("out-{source}"));
-        let mut args = vec![
-            "kernel",
-            "--model",
-            "fc",
-            "--activation",
-            "relu",
-            "--data",
+        let mut args = KERNEL_FC_RELU.to_vec();
+        args.extend([
             source,
             "--data-dir",
             data_dir.to_str().unwrap(),
@@ -657,7 +655,7 @@ fn cifar100_and_svhn_feed_the_commands() {
             "--quiet",
             "--out",
             out.to_str().unwrap(),
-        ];
+        ]);
         args.extend(extra);
         let result = overparam(&args);
         assert!(
@@ -760,6 +758,89 @@ fn train_resumes_from_its_checkpoint_to_the_same_bits() {
         !result.status.success()
             && stderr.contains("checkpoint.safetensors")
             && stderr.contains("another run"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn kernel_predicts_on_npy_test_arrays() {
+    use overparam::data::encode_npy_f64;
+    let dir = scratch("npy-test");
+    let (n, n_test, d) = (10, 4, 6);
+    let rows = |count: usize, offset: usize| -> Vec<f64> {
+        (0..count * d)
+            .map(|i| (((i + offset) * 37 % 23) as f64 - 11.0) / 7.0)
+            .collect()
+    };
+    let signs = |count: usize| -> Vec<f64> {
+        (0..count)
+            .map(|i| if i % 3 == 0 { 1.0 } else { -1.0 })
+            .collect()
+    };
+    let write = |name: &str, shape: &[usize], values: &[f64]| {
+        let path = dir.join(name);
+        std::fs::write(&path, encode_npy_f64(shape, values)).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (x, y) = (
+        write("x.npy", &[n, d], &rows(n, 0)),
+        write("y.npy", &[n], &signs(n)),
+    );
+    let (xt, yt) = (
+        write("xt.npy", &[n_test, d], &rows(n_test, 5)),
+        write("yt.npy", &[n_test], &signs(n_test)),
+    );
+    let out = dir.join("out");
+    let base = [
+        &KERNEL_FC_RELU[..],
+        &[
+            "npy",
+            "--inputs",
+            &x,
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    overparam_ok(
+        &[
+            &base[..],
+            &["--targets", &y, "--test-inputs", &xt, "--test-targets", &yt],
+        ]
+        .concat(),
+    );
+    let cross = std::fs::read(out.join("kernel_test_total.npy")).unwrap();
+    assert!(String::from_utf8_lossy(&cross[..128]).contains("(4, 10)"));
+    // Without training targets, or with test inputs of another width: clear errors.
+    let result = overparam(&[&base[..], &["--test-inputs", &xt, "--test-targets", &yt]].concat());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("--targets"));
+    let wide = write(
+        "wide.npy",
+        &[n_test, d + 1],
+        &rows(n_test, 1)[..n_test * d]
+            .iter()
+            .chain(&[0.5; 4])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let result = overparam(
+        &[
+            &base[..],
+            &[
+                "--targets",
+                &y,
+                "--test-inputs",
+                &wide,
+                "--test-targets",
+                &yt,
+            ],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && stderr.contains("7 inputs"),
         "{stderr}"
     );
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use faer::Mat;
 use indicatif::{ProgressBar, ProgressStyle};
-use overparam_data::{Dataset, accuracy};
+use overparam_data::{Dataset, accuracy, npy_dataset};
 use overparam_experiments::runner::Shard;
 use overparam_kernels::{
     KernelSet, block_bytes, h_infinity, h_infinity_cross, limit_bytes, pair_count, predict_test,
@@ -38,6 +38,13 @@ pub struct KernelArgs {
     /// predictions (predictions.json): kernel regression (k → ∞) and GD after --predict-steps.
     #[arg(long)]
     pub test_n: Option<usize>,
+    /// With --data npy: the test inputs (same shape per sample as --inputs), for the same
+    /// predictions as --test-n (which then subsamples them).
+    #[arg(long, requires = "test_targets")]
+    pub test_inputs: Option<PathBuf>,
+    /// With --data npy: the test targets ((n_test,) or (n_test, k)).
+    #[arg(long, requires = "test_inputs")]
+    pub test_targets: Option<PathBuf>,
     /// Numbers of GD steps at which to predict the test outputs (besides k → ∞).
     #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
     pub predict_steps: Vec<usize>,
@@ -97,7 +104,10 @@ fn run_shard(
     data: &Dataset,
     shard: Shard,
 ) -> anyhow::Result<()> {
-    if args.test_n.is_some() || matches!(config.arch, Architecture::TwoLayer { .. }) {
+    if args.test_n.is_some()
+        || args.test_inputs.is_some()
+        || matches!(config.arch, Architecture::TwoLayer { .. })
+    {
         bail!("--shard tiles the training kernel of fc, resnet or conv_resnet; without --test-n");
     }
     if args.tile == 0 {
@@ -243,7 +253,8 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     let (data, phi) = args.data.load(args.model.synthetic_dim(args.data.d)?)?;
     let config = args.model.config(&data)?;
     let n = data.len();
-    let test_n = args.test_n.unwrap_or(0);
+    let test = test_set(args, &data)?;
+    let test_n = test.as_ref().map_or(0, Dataset::len);
     ensure_fits(
         limit_bytes(&config, n) + block_bytes(&config, n + test_n, test_n, n),
         &format!(
@@ -257,7 +268,6 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     if let Some(shard) = args.shard {
         return run_shard(args, &config, data, shard);
     }
-    let test = args.test_n.map(|n| test_set(args, n)).transpose()?;
     let start = Instant::now();
     let (named, cross) = kernels(args, &config, data, test.as_ref())?;
     let mut timing = Timing {
@@ -296,26 +306,60 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The test samples: the same source's test split, `n` of them.
-fn test_set(args: &KernelArgs, n: usize) -> anyhow::Result<Dataset> {
+/// The test samples, if asked for: `--test-n` from the same source's test split, or the
+/// `--test-inputs`/`--test-targets` arrays of `--data npy` (subsampled to `--test-n`).
+fn test_set(args: &KernelArgs, train: &Dataset) -> anyhow::Result<Option<Dataset>> {
     use super::args::DataSource;
-    if !matches!(
-        args.data.data,
-        DataSource::FashionMnist
-            | DataSource::Idx
-            | DataSource::Cifar10
-            | DataSource::Cifar100
-            | DataSource::Svhn
-    ) {
+    let test = match (&args.test_inputs, args.test_n) {
+        (None, None) => return Ok(None),
+        (Some(inputs), n) => {
+            if args.data.data != DataSource::Npy {
+                bail!("--test-inputs goes with --data npy; other sources take --test-n");
+            }
+            if args.data.targets.is_none() {
+                bail!("test predictions need the training targets: give --targets y.npy");
+            }
+            let all = npy_dataset(
+                inputs,
+                args.test_targets.as_deref(),
+                !args.data.no_unit_norm,
+            )?;
+            match n {
+                Some(n) => all.subsample(n, args.data.data_seed)?,
+                None => all,
+            }
+        }
+        (None, Some(n)) => {
+            if !matches!(
+                args.data.data,
+                DataSource::FashionMnist
+                    | DataSource::Idx
+                    | DataSource::Cifar10
+                    | DataSource::Cifar100
+                    | DataSource::Svhn
+            ) {
+                bail!(
+                    "--test-n needs a data set with a test split (fashion-mnist, idx, cifar10, \
+                     cifar100, svhn) or --test-inputs/--test-targets with --data npy; {:?} has none",
+                    args.data.data
+                );
+            }
+            let mut test = args.data.clone();
+            test.test_split = true;
+            test.n = Some(n);
+            test.dataset(0)?.data
+        }
+    };
+    if (test.input_dim(), test.target_dim()) != (train.input_dim(), train.target_dim()) {
         bail!(
-            "--test-n needs a data set with a test split (fashion-mnist, idx, cifar10, cifar100, svhn); {:?} has none",
-            args.data.data
+            "the test samples have {} inputs and {} targets each, the training samples {} and {}",
+            test.input_dim(),
+            test.target_dim(),
+            train.input_dim(),
+            train.target_dim()
         );
     }
-    let mut test = args.data.clone();
-    test.test_split = true;
-    test.n = Some(n);
-    Ok(test.dataset(0)?.data)
+    Ok(Some(test))
 }
 
 /// The named training kernels (the sum last) and, with test samples, the test-against-training
