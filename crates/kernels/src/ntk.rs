@@ -374,13 +374,23 @@ impl KernelSet {
 
     /// The limits of every layer's Gram between the samples `rows` and `cols`, and of their
     /// sum; `progress` hears the number of pairs done after every column. When the two
-    /// ranges are equal only one triangle is computed, and mirrored.
+    /// ranges are equal only one triangle is computed, and mirrored. Entry (i, j) is the
+    /// recursion of the pair (row sample, column sample), so a block equals, bit for bit, the
+    /// same block of a larger computation with the same orientation.
+    ///
+    /// # Panics
+    /// If a range reaches past the set's samples.
     pub fn block(
         &self,
         rows: Range<usize>,
         cols: Range<usize>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> NtkLimit {
+        assert!(
+            rows.end <= self.len() && cols.end <= self.len(),
+            "block {rows:?} × {cols:?} of a set of {} samples",
+            self.len()
+        );
         let symmetric = rows == cols;
         let depth = self.recursion.depth();
         let p = self.samples.p;
