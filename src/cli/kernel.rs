@@ -255,13 +255,19 @@ pub fn run(args: &KernelArgs) -> anyhow::Result<()> {
     let n = data.len();
     let test = test_set(args, &data)?;
     let test_n = test.as_ref().map_or(0, Dataset::len);
+    // A shard holds one tile at a time; otherwise the whole kernels (and the test block).
+    let bytes = match args.shard {
+        Some(_) => block_bytes(&config, n, args.tile.min(n), args.tile.min(n)),
+        None => limit_bytes(&config, n) + block_bytes(&config, n + test_n, test_n, n),
+    };
     ensure_fits(
-        limit_bytes(&config, n) + block_bytes(&config, n + test_n, test_n, n),
+        bytes,
         &format!(
             "computing the kernel limits of {n} samples of shape {:?}",
             data.shape()
         ),
-        "use fewer samples (--n), smaller images (--pool), or a machine with more memory",
+        "use fewer samples (--n), smaller images (--pool), tiles written to disk (--shard i/k \
+         --tile T, then overparam merge), or a machine with more memory",
     )?;
     let checked = args.data.check(data, phi)?;
     let data = &checked.data;
