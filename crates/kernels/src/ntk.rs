@@ -99,6 +99,20 @@ pub(crate) struct Layer {
     pub(crate) scale: f64,
 }
 
+/// `Σ^(h)` at one entry (Def. E.1): from `Σ^(h−1)` (`previous`), the cross term
+/// `b_i μ_j + μ_i b_j` and `E[σ(u)σ(v)]` (`value`), `previous + root·cross + scale·value` for a
+/// layer with a skip (root = sqrt(scale)), `scale·value` without. One expression for the
+/// per-sample and the pair pass, so that a sample with itself rounds alike in both; `skip` is
+/// a literal in the pair pass's hot loops, where it folds away.
+#[inline(always)]
+fn next_sigma(skip: bool, (scale, root): (f64, f64), previous: f64, cross: f64, value: f64) -> f64 {
+    if skip {
+        previous + root * cross + scale * value
+    } else {
+        scale * value
+    }
+}
+
 /// A model's recursion: its layers, positions and activation.
 pub(crate) struct Recursion {
     pub(crate) layers: Vec<Layer>,
@@ -182,17 +196,14 @@ impl Recursion {
             let moments = Moments::new(pair, &pre);
             let (means, slot) = per_distinct(&pre, |a| pair.mean(a));
             let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
-            let (s, root) = (layer.scale, layer.scale.sqrt());
+            let root = layer.scale.sqrt();
             let next = parallel_map(n, &|i| {
                 (i * p..(i + 1) * p)
                     .map(|k| {
                         let a = pre[k];
-                        let branch = s * moments.eval(pair, (a, k), (a, k), a, true).0;
-                        if layer.skip {
-                            sigma[k] + root * (bias[k] * mu[k] + mu[k] * bias[k]) + branch
-                        } else {
-                            branch
-                        }
+                        let value = moments.eval(pair, (a, k), (a, k), a, true).0;
+                        let cross = bias[k] * mu[k] + mu[k] * bias[k];
+                        next_sigma(layer.skip, (layer.scale, root), sigma[k], cross, value)
                     })
                     .collect::<Vec<f64>>()
             });
@@ -247,7 +258,6 @@ impl Recursion {
             let at = &samples.layers[h];
             let (c, e) = (&mut pre[h * p..(h + 1) * p], &mut edot[h * p..(h + 1) * p]);
             self.patches.window_sum(sigma, c, t);
-            let (s, root) = (layer.scale, layer.scale.sqrt());
             let (a, b) = (i * p..(i + 1) * p, j * p..(j + 1) * p);
             at.moments.eval_positions(
                 pair,
@@ -258,6 +268,7 @@ impl Recursion {
                 u,
                 e,
             );
+            let scales = (layer.scale, layer.scale.sqrt());
             if layer.skip {
                 let (ba, ma, bb, mb) = (
                     &at.bias[a.clone()],
@@ -266,13 +277,13 @@ impl Recursion {
                     &at.mu[b],
                 );
                 for l in 0..p {
-                    sigma[l] = sigma[l] + root * (ba[l] * mb[l] + ma[l] * bb[l]) + s * u[l];
+                    let cross = ba[l] * mb[l] + ma[l] * bb[l];
+                    sigma[l] = next_sigma(true, scales, sigma[l], cross, u[l]);
                 }
             } else {
-                sigma
-                    .iter_mut()
-                    .zip(u.iter())
-                    .for_each(|(sigma, v)| *sigma = s * v);
+                for (sigma, &v) in sigma.iter_mut().zip(u.iter()) {
+                    *sigma = next_sigma(false, scales, *sigma, 0.0, v);
+                }
             }
         }
         let depth = self.depth();
