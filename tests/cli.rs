@@ -149,12 +149,7 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
         args.push(first.to_str().unwrap());
         args.extend_from_slice(&common);
         args.extend_from_slice(&model);
-        let result = overparam(&args);
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        overparam_ok(&args);
         let run = losses(&first);
         assert_eq!(run.len(), 6);
         assert!(run[5] < run[0]);
@@ -165,7 +160,7 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
         let mut args = vec!["train", "--steps", "0", "--out", reload.to_str().unwrap()];
         args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
         args.extend_from_slice(&common);
-        assert!(overparam(&args).status.success());
+        overparam_ok(&args);
         assert_eq!(losses(&reload)[0].to_bits(), run[5].to_bits(), "{dtype}");
 
         // θ(0) from init.safetensors replays the whole run bit for bit.
@@ -175,7 +170,7 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
         args.extend_from_slice(&["--out", replay.to_str().unwrap()]);
         args.extend_from_slice(&["--init-from", init_path.to_str().unwrap()]);
         args.extend_from_slice(&common);
-        assert!(overparam(&args).status.success());
+        overparam_ok(&args);
         let replayed: Vec<u64> = losses(&replay).iter().map(|v| v.to_bits()).collect();
         assert_eq!(
             replayed,
@@ -225,7 +220,7 @@ fn help_names_the_paper_symbols() {
 #[test]
 fn gram_and_recorded_dynamics_are_written() {
     let out = scratch("gram");
-    let result = overparam(&[
+    overparam_ok(&[
         "gram",
         "--model",
         "resnet",
@@ -242,11 +237,6 @@ fn gram_and_recorded_dynamics_are_written() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
     for name in ["W1", "W2", "W3", "a", "total"] {
         let bytes = std::fs::read(out.join(format!("gram_{name}.npy"))).unwrap();
         assert!(bytes.starts_with(b"\x93NUMPY"));
@@ -260,7 +250,7 @@ fn gram_and_recorded_dynamics_are_written() {
     assert!(lmin_total >= json["spectra"][2]["lambda_min"].as_f64().unwrap());
 
     let run = scratch("dynamics");
-    let result = overparam(&[
+    overparam_ok(&[
         "train",
         "--quiet",
         "--model",
@@ -284,11 +274,6 @@ fn gram_and_recorded_dynamics_are_written() {
         "--out",
         run.to_str().unwrap(),
     ]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
     let csv = std::fs::read_to_string(run.join("dynamics.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 4, "header + steps 0, 3, 6");
@@ -411,12 +396,7 @@ fn user_npy_data_feeds_every_command() {
         .concat(),
     ];
     for args in &runs {
-        let result = overparam(args);
-        assert!(
-            result.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        overparam_ok(args);
     }
     let spectrum: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("out/spectrum.json")).unwrap())
@@ -481,7 +461,7 @@ fn kernel_predicts_test_outputs() {
     let dir = scratch("kernel-test");
     tiny_idx(&dir.join("data"), 30, 12);
     let out = dir.join("out");
-    let result = overparam(&[
+    overparam_ok(&[
         "kernel",
         "--model",
         "conv_resnet",
@@ -505,11 +485,6 @@ fn kernel_predicts_test_outputs() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
     let cross = std::fs::read(out.join("kernel_test_total.npy")).unwrap();
     let header = String::from_utf8_lossy(&cross[..128]);
     assert!(header.contains("(6, 12)"), "{header}");
@@ -587,12 +562,7 @@ fn sharded_kernel_merges_to_the_unsharded_one_bit_for_bit() {
     let merged = dir.join("merged");
     let mut args = vec!["merge", "--into", merged.to_str().unwrap()];
     args.extend(shards.iter().map(|s| s.to_str().unwrap()));
-    let result = overparam(&args);
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    overparam_ok(&args);
     for name in ["W1", "W2", "W3", "a", "total"] {
         let file = format!("kernel_{name}.npy");
         let (a, b) = (
@@ -657,12 +627,7 @@ fn cifar100_and_svhn_feed_the_commands() {
             out.to_str().unwrap(),
         ]);
         args.extend(extra);
-        let result = overparam(&args);
-        assert!(
-            result.status.success(),
-            "{source}: {}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        overparam_ok(&args);
         let kernel = std::fs::read(out.join("kernel_total.npy")).unwrap();
         assert!(String::from_utf8_lossy(&kernel[..128]).contains("(4, 4)"));
     }

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use faer::Mat;
 use indicatif::{ProgressBar, ProgressStyle};
-use overparam_data::{Dataset, accuracy, npy_dataset};
+use overparam_data::{Dataset, npy_dataset, scores};
 use overparam_experiments::runner::Shard;
 use overparam_kernels::{
     KernelSet, block_bytes, h_infinity, h_infinity_cross, limit_bytes, pair_count, predict_test,
@@ -413,8 +413,7 @@ fn predictions(
     test: &Dataset,
 ) -> anyhow::Result<serde_json::Value> {
     let k = data.target_dim();
-    let as_mat = |set: &Dataset| Mat::from_fn(set.len(), k, |i, c| set.targets()[i * k + c]);
-    let y = as_mat(data);
+    let y = data.target_matrix();
     let lambda_max = overparam_analysis::extremes(theta).lambda_max;
     let eta = args.predict_step_size.unwrap_or(1.0 / lambda_max);
     let mut steps: Vec<Option<usize>> = args.predict_steps.iter().map(|&s| Some(s)).collect();
@@ -432,16 +431,7 @@ fn predictions(
         .iter()
         .zip(&prediction.outputs)
         .map(|(&steps, f)| {
-            let flat: Vec<f64> = (0..f.nrows())
-                .flat_map(|i| (0..k).map(move |c| f[(i, c)]))
-                .collect();
-            let test_loss = flat
-                .iter()
-                .zip(test.targets())
-                .map(|(f, y)| 0.5 * (f - y).powi(2))
-                .sum::<f64>()
-                / test.len() as f64;
-            let test_accuracy = accuracy(&flat, test.targets(), k);
+            let (test_loss, test_accuracy) = scores(f, test.targets());
             match steps {
                 Some(s) => println!("k = {s:>6}: test loss {test_loss:.4}, accuracy {test_accuracy:.4}"),
                 None => println!("k = ∞     : test loss {test_loss:.4}, accuracy {test_accuracy:.4} (kernel regression)"),

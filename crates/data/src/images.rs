@@ -67,6 +67,22 @@ pub fn accuracy(outputs: &[f64], targets: &[f64], k: usize) -> f64 {
     right as f64 / (outputs.len() / k).max(1) as f64
 }
 
+/// How well outputs (`n × k`) fit `targets` (`n × k`, row-major): the mean over rows of
+/// `½‖f_i − y_i‖²` and the [`accuracy`].
+pub fn scores(outputs: &faer::Mat<f64>, targets: &[f64]) -> (f64, f64) {
+    let (n, k) = (outputs.nrows(), outputs.ncols());
+    let flat: Vec<f64> = (0..n)
+        .flat_map(|i| (0..k).map(move |c| outputs[(i, c)]))
+        .collect();
+    let loss = flat
+        .iter()
+        .zip(targets)
+        .map(|(f, y)| 0.5 * (f - y).powi(2))
+        .sum::<f64>()
+        / n.max(1) as f64;
+    (loss, accuracy(&flat, targets, k))
+}
+
 /// Options turning an [`ImageSet`] into a [`Dataset`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prepare {
@@ -369,4 +385,21 @@ pub fn random_images(
     let mut rng = stream(seed, Purpose::Labels);
     let labels = (0..n).map(|_| rng.random_range(0..classes)).collect();
     ImageSet::new(pixels, labels, shape.to_vec(), Path::new("<random images>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_are_mean_half_squared_error_and_accuracy() {
+        // Signs: rows (1 vs 1) and (−2 vs 1): ½·0 and ½·9, one of two right.
+        let f = faer::Mat::from_fn(2, 1, |i, _| [1.0, -2.0][i]);
+        assert_eq!(scores(&f, &[1.0, 1.0]), (2.25, 0.5));
+        // One-hot: arg max decides; ½(0.2² + 0.1²) and ½(0.6² + 0.6²) over 2 rows.
+        let f = faer::Mat::from_fn(2, 2, |i, c| [[0.8, 0.1], [0.4, 0.6]][i][c]);
+        let (loss, right) = scores(&f, &[1.0, 0.0, 1.0, 0.0]);
+        assert!((loss - (0.025 + 0.36) / 2.0).abs() < 1e-15, "{loss}");
+        assert_eq!(right, 0.5);
+    }
 }

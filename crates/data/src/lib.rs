@@ -19,7 +19,7 @@ pub use cifar::{
 pub use idx::{IdxArray, encode_idx_u8, parse_idx, read_idx};
 pub use images::{
     FASHION_MNIST_DIR, ImageSet, Prepare, Split, TargetEncoding, accuracy, random_images,
-    read_idx_images, read_mnist_layout,
+    read_idx_images, read_mnist_layout, scores,
 };
 pub use mat::{MatArray, encode_mat, parse_mat};
 pub use npy::{NpyArray, encode_npy_f64, npy_dataset, parse_npy, read_npy};
@@ -313,6 +313,12 @@ impl Dataset {
     /// Targets, `n × k` row-major.
     pub fn targets(&self) -> &[f64] {
         &self.targets
+    }
+
+    /// Targets as an `n × k` matrix.
+    pub fn target_matrix(&self) -> faer::Mat<f64> {
+        let k = self.target_dim();
+        faer::Mat::from_fn(self.len(), k, |i, c| self.targets[i * k + c])
     }
 
     /// The samples at `rows`, in that order.

@@ -15,8 +15,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use faer::Mat;
 use overparam_data::{
-    Dataset, FASHION_MNIST_DIR, Prepare, Purpose, Split, TargetEncoding, accuracy,
-    read_mnist_layout,
+    Dataset, FASHION_MNIST_DIR, Prepare, Purpose, Split, TargetEncoding, read_mnist_layout, scores,
 };
 use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
@@ -156,18 +155,6 @@ fn column(v: &[f64]) -> Mat<f64> {
     Mat::from_fn(v.len(), 1, |i, _| v[i])
 }
 
-/// Mean ½(f − y)² over test samples and the accuracy of the signs.
-fn scores(f: &Mat<f64>, y: &[f64]) -> (f64, f64) {
-    let f: Vec<f64> = (0..f.nrows()).map(|i| f[(i, 0)]).collect();
-    let loss = f
-        .iter()
-        .zip(y)
-        .map(|(f, y)| 0.5 * (f - y).powi(2))
-        .sum::<f64>()
-        / y.len() as f64;
-    (loss, accuracy(&f, y, 1))
-}
-
 impl Experiment for KernelRegression {
     type Point = Point;
     type Output = Output;
@@ -234,7 +221,7 @@ impl Experiment for KernelRegression {
         let theta = set.block(0..n, 0..n, &|_| {}).total;
         let cross = set.block(n..set.len(), 0..n, &|_| {}).total;
         let eta = kernel_step_size(&theta);
-        let y = column(train.targets());
+        let y = train.target_matrix();
         let steps = [Some(p.steps), None];
         let Some(width) = p.width else {
             let zeros = |rows| Mat::<f64>::zeros(rows, 1);
