@@ -128,22 +128,10 @@ fn run_shard(
         .map(|&(r, c)| pair_count(&span(r), &span(c)))
         .sum();
     let bar = progress(args.quiet, pairs);
-    let mut names = Vec::new();
     for &(r, c) in &mine {
         let block = set.block(span(r), span(c), &|done| bar.inc(done));
-        names = block
-            .names
-            .iter()
-            .cloned()
-            .chain(["total".to_string()])
-            .collect();
-        for (name, m) in block
-            .names
-            .iter()
-            .zip(&block.layers)
-            .chain([(&"total".to_string(), &block.total)])
-        {
-            overparam_analysis::write_npy(&tile_path(&args.out, (r, c), name), m)?;
+        for (name, m) in block.into_named() {
+            overparam_analysis::write_npy(&tile_path(&args.out, (r, c), &name), &m)?;
         }
     }
     bar.finish_and_clear();
@@ -153,7 +141,7 @@ fn run_shard(
             model: config.clone(),
             n,
             tile: args.tile,
-            names,
+            names: set.matrix_names(),
             shard: shard.to_string(),
             tiles: mine,
         },
@@ -394,13 +382,7 @@ fn kernels(
     let limit = set.block(train.clone(), train.clone(), &|done| bar.inc(done));
     let cross = test.map(|_| set.block(n..all.end, train, &|done| bar.inc(done)).total);
     bar.finish_and_clear();
-    let named = limit
-        .names
-        .into_iter()
-        .zip(limit.layers)
-        .chain([("total".to_string(), limit.total)])
-        .collect();
-    Ok((named, cross))
+    Ok((limit.into_named(), cross))
 }
 
 /// Kernel regression and GD predictions of the test outputs from the training kernel `theta`

@@ -37,10 +37,22 @@ pub struct NtkLimit {
     pub total: Mat<f64>,
 }
 
+/// The name of the sum of the layers' limits among [`NtkLimit::into_named`]'s matrices.
+const TOTAL: &str = "total";
+
 impl NtkLimit {
     /// A's `K^(H)` (Def. 5.1 / 6.1, with the covariance built from `K^(H−1)`, papers.md §1.4).
     pub fn k_h(&self) -> &Mat<f64> {
         &self.layers[self.layers.len() - 2]
+    }
+
+    /// Every matrix with its name: the layers (`W1`, …, `WH`, `a`), then their sum, `total`.
+    pub fn into_named(self) -> Vec<(String, Mat<f64>)> {
+        self.names
+            .into_iter()
+            .zip(self.layers)
+            .chain([(TOTAL.to_string(), self.total)])
+            .collect()
     }
 }
 
@@ -376,6 +388,11 @@ impl KernelSet {
     /// The number of samples.
     pub fn len(&self) -> usize {
         self.samples.x.len() / self.samples.d
+    }
+
+    /// The names of the matrices of its blocks, as [`NtkLimit::into_named`] gives them.
+    pub fn matrix_names(&self) -> Vec<String> {
+        self.names.iter().cloned().chain([TOTAL.into()]).collect()
     }
 
     /// Whether there are no samples (never: [`KernelSet::new`] refuses an empty set).
