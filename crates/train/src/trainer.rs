@@ -383,49 +383,8 @@ pub fn train_with_progress(
         .as_ref()
         .filter(|c| c.resume && c.path.exists())
     {
-        let state = checkpoint::load(&c.path, &run)?;
-        let current = network.values();
-        let tensor = |now: &Tensor<2>, v: &[f64]| -> Result<Tensor<2>, TrainError> {
-            let [rows, cols] = now.dims();
-            if v.len() != rows * cols {
-                return Err(CheckpointError::Format {
-                    path: c.path.clone(),
-                    problem: format!("a layer has {} values, the model {}", v.len(), rows * cols),
-                }
-                .into());
-            }
-            Ok(compute.tensor(v, [rows, cols]))
-        };
-        if state.values.len() != current.len() || state.step > config.steps {
-            return Err(CheckpointError::Format {
-                path: c.path.clone(),
-                problem: format!(
-                    "{} layers after {} steps, for a model of {} layers trained {} steps",
-                    state.values.len(),
-                    state.step,
-                    current.len(),
-                    config.steps
-                ),
-            }
-            .into());
-        }
-        let values = current
-            .iter()
-            .zip(&state.values)
-            .map(|(now, v)| tensor(now, v))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !state.velocity.is_empty() {
-            velocity = current
-                .iter()
-                .zip(&state.velocity)
-                .map(|(now, v)| (!v.is_empty()).then(|| tensor(now, v)).transpose())
-                .collect::<Result<Vec<_>, _>>()?;
-        }
-        network.set_values(values);
-        if let (Some(b), Some(saved)) = (batches.as_mut(), state.batches) {
-            b.restore(saved);
-        }
-        history = state.history;
+        let resumed = resume(c, &run, network, compute, config.steps, batches.as_mut())?;
+        (start, history, velocity) = resumed;
         last_finite = history
             .loss
             .iter()
@@ -433,7 +392,6 @@ pub fn train_with_progress(
             .rev()
             .find(|(_, l)| l.is_finite())
             .map_or((f64::NAN, 0), |(k, &l)| (l, k));
-        start = state.step;
         bar.set_position(start as u64);
     }
     let diverged =
@@ -549,6 +507,65 @@ pub fn train_with_progress(
     }
     bar.finish_and_clear();
     Ok(history)
+}
+
+/// Continues from the checkpoint of `c`: sets the network's parameters and the batch order,
+/// and returns the step to go on from, the history so far and the momentum buffers.
+fn resume(
+    c: &Checkpointing,
+    run: &str,
+    network: &mut Network,
+    compute: &Compute,
+    steps: usize,
+    batches: Option<&mut Batches>,
+) -> Result<(usize, History, Vec<Option<Tensor<2>>>), TrainError> {
+    let state = checkpoint::load(&c.path, run)?;
+    let current = network.values();
+    let format = |problem: String| -> TrainError {
+        CheckpointError::Format {
+            path: c.path.clone(),
+            problem,
+        }
+        .into()
+    };
+    let tensor = |now: &Tensor<2>, v: &[f64]| -> Result<Tensor<2>, TrainError> {
+        let [rows, cols] = now.dims();
+        if v.len() != rows * cols {
+            return Err(format(format!(
+                "a layer has {} values, the model {}",
+                v.len(),
+                rows * cols
+            )));
+        }
+        Ok(compute.tensor(v, [rows, cols]))
+    };
+    if state.values.len() != current.len() || state.step > steps {
+        return Err(format(format!(
+            "{} layers after {} steps, for a model of {} layers trained {steps} steps",
+            state.values.len(),
+            state.step,
+            current.len(),
+        )));
+    }
+    let values = current
+        .iter()
+        .zip(&state.values)
+        .map(|(now, v)| tensor(now, v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let velocity = if state.velocity.is_empty() {
+        vec![None; current.len()]
+    } else {
+        current
+            .iter()
+            .zip(&state.velocity)
+            .map(|(now, v)| (!v.is_empty()).then(|| tensor(now, v)).transpose())
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    network.set_values(values);
+    if let (Some(b), Some(saved)) = (batches, state.batches) {
+        b.restore(saved);
+    }
+    Ok((state.step, state.history, velocity))
 }
 
 /// What a checkpoint must match to be resumed: the model, the data (n and an FNV-1a hash of
