@@ -106,20 +106,14 @@ pub fn read_cifar100_dir(
         Split::Train => "train.bin",
         Split::Test => "test.bin",
     });
-    let bytes = std::fs::read(&path).map_err(|source| DataError::File {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = DataError::read(&path)?;
     parse_cifar100(&bytes, &path, labels)
 }
 
 /// Reads CIFAR-10 batch files and concatenates them.
 pub fn read_cifar10(paths: &[&Path]) -> Result<ImageSet, DataError> {
     let mut sets = paths.iter().map(|path| {
-        let bytes = std::fs::read(path).map_err(|source| DataError::File {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = DataError::read(path)?;
         parse_cifar10(&bytes, path)
     });
     let first = sets.next().ok_or(DataError::Empty {

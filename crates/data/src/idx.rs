@@ -31,10 +31,7 @@ fn element_size(type_byte: u8) -> Option<usize> {
 
 /// Reads a file's bytes, inflating gzip when the file starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let raw = DataError::read(path)?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         GzDecoder::new(&raw[..])

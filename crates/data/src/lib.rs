@@ -120,6 +120,14 @@ pub enum DataError {
 }
 
 impl DataError {
+    /// The bytes of the file at `path`, or a [`DataError::File`] naming it.
+    pub(crate) fn read(path: &Path) -> Result<Vec<u8>, DataError> {
+        std::fs::read(path).map_err(|source| DataError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
     /// A [`DataError::Format`] for `path`.
     pub fn format(path: &Path, problem: impl Into<String>) -> Self {
         DataError::Format {

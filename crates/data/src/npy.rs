@@ -113,10 +113,7 @@ pub fn encode_npy_f64(shape: &[usize], values: &[f64]) -> Vec<u8> {
 
 /// Reads a `.npy` file.
 pub fn read_npy(path: &Path) -> Result<NpyArray, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::File {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = DataError::read(path)?;
     parse_npy(&bytes, path)
 }
 

@@ -86,9 +86,6 @@ pub fn read_svhn_dir(dir: &Path, split: Split) -> Result<ImageSet, DataError> {
         Split::Train => "train_32x32.mat",
         Split::Test => "test_32x32.mat",
     });
-    let bytes = std::fs::read(&path).map_err(|source| DataError::File {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = DataError::read(&path)?;
     parse_svhn(&bytes, &path)
 }
