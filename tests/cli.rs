@@ -1,6 +1,9 @@
 //! The `overparam` binary: bad inputs exit with a message naming the value (never a panic),
 //! results are written, and saved parameters reload to bit-identical losses.
 
+mod common;
+
+use common::scratch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -24,12 +27,6 @@ fn overparam_ok(args: &[&str]) -> Output {
 
 /// `overparam kernel` of A's fc net with relu, before `--data`'s value.
 const KERNEL_FC_RELU: [&str; 6] = ["kernel", "--model", "fc", "--activation", "relu", "--data"];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("overparam-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn bad_inputs_exit_with_a_message_naming_the_value() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tiny_models;
+use common::{scratch, tiny_models};
 use overparam::data::{Labels, sphere};
 use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
 use overparam::models::{Activation, Architecture, ModelConfig, Network};
@@ -13,7 +13,6 @@ use overparam::train::{
     trainable_mask,
 };
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 
 fn bits(values: &[f64]) -> Vec<u64> {
     values.iter().map(|v| v.to_bits()).collect()
@@ -337,12 +336,6 @@ fn value_bits(net: &Network) -> Vec<Vec<u64>> {
         .into_iter()
         .map(|t| to_f64_vec(t).iter().map(|v| v.to_bits()).collect())
         .collect()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("overparam-ckpt-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

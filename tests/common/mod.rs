@@ -1,10 +1,18 @@
-//! Helpers shared by the integration tests: tiny configs of every model and an independent
-//! plain-loop forward pass to check Burn's against.
+//! Helpers shared by the integration tests: tiny configs of every model, an independent
+//! plain-loop forward pass to check Burn's against, and scratch folders.
 #![allow(dead_code)]
 // The reference is written with explicit layer indices, like the papers' equations.
 #![allow(clippy::needless_range_loop)]
 
 use overparam::models::{Activation, Architecture, ModelConfig};
+use std::path::PathBuf;
+
+/// A fresh folder under the system's temporary directory, unique to this test process.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("overparam-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 
 /// One tiny config of every architecture (conv in 1-D and 2-D), input dimension as given.
 pub fn tiny_models() -> Vec<ModelConfig> {
