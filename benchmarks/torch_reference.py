@@ -9,9 +9,13 @@ project depends on it. It times, with the same sizes, dtypes and thread count as
 - `cargo run --release -p overparam-experiments --bin bench_gd_step`: one full-batch GD step
   (forward, backward, update) of B's two-layer ReLU net (n = d = 1000, m = 8000, f32, W
   trained, a fixed) and of A's fc net (softplus, n = 1000, d = 100, m = 1024, H = 3, f64, all
-  layers trained), with the papers' scalings and the quadratic loss ½‖f − y‖².
+  layers trained), with the papers' scalings and the quadratic loss ½‖f − y‖²;
+- `cargo run --release -p overparam-experiments --bin bench_sgd_step`: one SGD step (batch
+  128, forward, backward, momentum 0.9 update, cross-entropy, f32) of D's CIFAR-style
+  ResNet-18 with BatchNorm in training mode, at width 16 on 1 × 28 × 28 and width 64 on
+  3 × 32 × 32 images, 10 classes.
 
-    python3 benchmarks/torch_reference.py [--threads 2] [--reps 5]
+    python3 benchmarks/torch_reference.py [--threads 2] [--reps 5] [--only gram,gd,sgd]
 
 Weights and data are drawn here (the timing does not depend on their values). Prints the
 median seconds of each, in the same words as the Rust binaries.
@@ -97,24 +101,99 @@ def gd_step(params, loss_fn, eta):
             p.grad = None
 
 
+class BasicBlock(torch.nn.Module):
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.downsample = None
+        if stride != 1 or c_in != c_out:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return torch.relu(out + shortcut)
+
+
+class ResNet18(torch.nn.Module):
+    """The CIFAR-style ResNet-18 of overparam's `resnet18` model (3 × 3 stem, no max-pool)."""
+
+    def __init__(self, channels, width, classes):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        blocks, c_in = [], width
+        for stage in range(4):
+            c_out = width << stage
+            for block in range(2):
+                stride = 2 if stage > 0 and block == 0 else 1
+                blocks.append(BasicBlock(c_in, c_out, stride))
+                c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(c_in, classes)
+
+    def forward(self, x):
+        h = self.blocks(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def sgd_step_seconds(width, shape, batch, reps, gen):
+    net = ResNet18(shape[0], width, 10).train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, *shape, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    return median_seconds(step, reps)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", default="gram,gd,sgd", help="comma-separated parts to time")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, median of {args.reps}")
 
-    # Structured Gram, A's fc net, f64.
+    if "sgd" in only:
+        for width, shape in [(16, (1, 28, 28)), (64, (3, 32, 32))]:
+            t = sgd_step_seconds(width, shape, 128, args.reps, gen)
+            side = "x".join(map(str, shape))
+            print(f"resnet18 width {width:<3} {side} batch 128: {t:9.3f} s")
+    if "gram" in only:
+        gram(args.reps, gen)
+    if "gd" in only:
+        gd(args.reps, gen)
+
+
+def gram(reps, gen):
+    """Structured Gram, A's fc net, f64."""
     n, d, m, depth = 1000, 100, 1024, 3
     x, _, weights, readout = fc_net(n, d, m, depth, torch.float64, gen)
     scale = math.sqrt(c_sigma_softplus() / m)
     leaves = [w.requires_grad_() for w in weights] + [readout.requires_grad_()]
-    t = median_seconds(lambda: structured_gram(x, weights, readout, scale), args.reps)
+    t = median_seconds(lambda: structured_gram(x, weights, readout, scale), reps)
     print(f"structured Gram, A fc softplus n={n} d={d} m={m} H={depth} f64: {t:.3f} s")
 
-    # One GD step of B's two-layer ReLU net, f32.
+
+def gd(reps, gen):
+    """One GD step of B's two-layer ReLU net (f32) and of A's fc net (f64)."""
     n, d, m = 1000, 1000, 8000
     xb = unit_rows(n, d, torch.float32, gen)
     yb = torch.randn(n, 1, dtype=torch.float32, generator=gen)
@@ -125,7 +204,7 @@ def main():
         f = torch.relu(xb @ w.T) @ a / math.sqrt(m)
         return 0.5 * ((f - yb) ** 2).sum()
 
-    t = median_seconds(lambda: gd_step([w], two_layer_loss, 1e-3), args.reps)
+    t = median_seconds(lambda: gd_step([w], two_layer_loss, 1e-3), reps)
     print(f"GD step, B two_layer n=d={n} m={m} f32: {t * 1e3:.0f} ms")
 
     # One GD step of A's fc net, all layers trained, f64.
@@ -137,7 +216,8 @@ def main():
         f = fc_forward(x, weights, readout, scale)
         return 0.5 * ((f - y) ** 2).sum()
 
-    t = median_seconds(lambda: gd_step(leaves, fc_loss, 1e-3), args.reps)
+    scale = math.sqrt(c_sigma_softplus() / m)
+    t = median_seconds(lambda: gd_step(leaves, fc_loss, 1e-3), reps)
     print(f"GD step, A fc softplus n={n} d={d} m={m} H={depth} f64: {t * 1e3:.0f} ms")
 
 

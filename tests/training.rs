@@ -5,7 +5,7 @@
 mod common;
 
 use common::{scratch, tiny_models};
-use overparam::data::{Labels, sphere};
+use overparam::data::{Dataset, Labels, sphere};
 use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
 use overparam::models::{Activation, Architecture, ModelConfig, Network};
 use overparam::train::{
@@ -420,48 +420,60 @@ fn momentum_and_weight_decay_follow_the_heavy_ball_rule() {
     assert_ne!(value_bits(&plain), value_bits(&net));
 }
 
-#[test]
-fn a_killed_run_resumes_to_the_bits_of_an_uninterrupted_one() {
+/// Trains `model` for `steps` straight, then in a run killed at step 13 (after the checkpoint
+/// of step 10) and resumed by a fresh process; both must end on the same bits.
+fn kill_and_resume(
+    name: &str,
+    model: &ModelConfig,
+    data: &Dataset,
+    config: impl Fn(Option<Checkpointing>) -> TrainConfig,
+) -> Checkpointing {
     let compute = Compute::cpu_f64().unwrap();
-    let data = sphere(20, 5, Labels::Gaussian, 2).unwrap();
-    let steps = 23;
-    let mut straight = Network::init(&fc_model(), &compute).unwrap();
-    let history = train(&mut straight, &data, &compute, &sgd(steps, None), &mut ()).unwrap();
+    let steps = config(None).steps;
+    let mut straight = Network::init(model, &compute).unwrap();
+    let history = train(&mut straight, data, &compute, &config(None), &mut ()).unwrap();
 
-    let path = scratch("resume").join("checkpoint.safetensors");
+    let path = scratch(name).join("checkpoint.safetensors");
     let _ = std::fs::remove_file(&path);
     let checkpointing = Checkpointing {
-        path: path.clone(),
+        path,
         every: 5,
         resume: true,
     };
-    // The first attempt dies at step 13 (after the checkpoint of step 10).
-    let mut first = Network::init(&fc_model(), &compute).unwrap();
+    let mut first = Network::init(model, &compute).unwrap();
     let mut crash = |s: &Snapshot<'_>| assert!(s.step < 13, "killed");
     let died = std::panic::catch_unwind(AssertUnwindSafe(|| {
         train(
             &mut first,
-            &data,
+            data,
             &compute,
-            &sgd(steps, Some(checkpointing.clone())),
+            &config(Some(checkpointing.clone())),
             &mut crash,
         )
     }));
     assert!(died.is_err());
     // A fresh process: a newly initialized net, the same command.
-    let mut resumed = Network::init(&fc_model(), &compute).unwrap();
+    let mut resumed = Network::init(model, &compute).unwrap();
     let resumed_history = train(
         &mut resumed,
-        &data,
+        data,
         &compute,
-        &sgd(steps, Some(checkpointing.clone())),
+        &config(Some(checkpointing.clone())),
         &mut (),
     )
     .unwrap();
     assert_eq!(value_bits(&resumed), value_bits(&straight));
-    let bits = |l: &[f64]| l.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&resumed_history.loss), bits(&history.loss));
     assert_eq!(resumed_history.loss.len(), steps + 1);
+    checkpointing
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_bits_of_an_uninterrupted_one() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(20, 5, Labels::Gaussian, 2).unwrap();
+    let steps = 23;
+    let checkpointing = kill_and_resume("resume", &fc_model(), &data, |c| sgd(steps, c));
 
     // A checkpoint of another run (another step size) is refused, naming the file.
     let other = TrainConfig {
@@ -473,6 +485,31 @@ fn a_killed_run_resumes_to_the_bits_of_an_uninterrupted_one() {
     assert!(matches!(err, TrainError::Checkpoint(_)), "{err}");
     assert!(err.to_string().contains("another run"), "{err}");
     assert!(err.to_string().contains("checkpoint.safetensors"), "{err}");
+}
+
+#[test]
+fn a_killed_resnet18_run_resumes_with_its_batchnorm_statistics() {
+    // The running statistics move at every step and live only in the checkpoint: a resume
+    // that lost them would end on other bits (the final loss is in evaluation mode).
+    let model = ModelConfig {
+        input_dim: 2 * 6 * 6,
+        arch: Architecture::Resnet18 {
+            width: 2,
+            channels: 2,
+            spatial: vec![6, 6],
+            outputs: 3,
+        },
+        seed: 1,
+    };
+    let base = sphere(12, 72, Labels::Gaussian, 6).unwrap();
+    let targets: Vec<f64> = (0..12)
+        .flat_map(|i| (0..3).map(move |k| f64::from(u8::from(k == i % 3))))
+        .collect();
+    let data = Dataset::new(base.inputs().to_vec(), targets, 12, 72, 3).unwrap();
+    kill_and_resume("resume-resnet18", &model, &data, |c| TrainConfig {
+        loss: Loss::CrossEntropy,
+        ..sgd(17, c)
+    });
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! Wall-clock measurement for the benchmark binaries (not for tests).
 
+use overparam_data::Dataset;
+use overparam_device::Compute;
+use overparam_models::Network;
+use overparam_train::{TrainConfig, TrainError, train};
 use std::time::Instant;
 
 /// The options of the benchmarks that time one computation on n points.
@@ -39,6 +43,28 @@ pub fn marginal_seconds(reps: usize, k_lo: usize, k_hi: usize, mut run: impl FnM
     let lo = median_seconds(reps, || run(k_lo));
     let hi = median_seconds(reps, || run(k_hi));
     (hi - lo).max(0.0) / (k_hi - k_lo) as f64
+}
+
+/// Marginal seconds of one training step: [`marginal_seconds`] over runs of 1 and 3 steps of
+/// `config(steps)` from a copy of `network`, or the first training error.
+pub fn marginal_step_seconds(
+    reps: usize,
+    network: &Network,
+    data: &Dataset,
+    compute: &Compute,
+    config: impl Fn(usize) -> TrainConfig,
+) -> Result<f64, TrainError> {
+    let mut failure = None;
+    let seconds = marginal_seconds(reps, 1, 3, |steps| {
+        let mut net = network.clone();
+        if let Err(e) = train(&mut net, data, compute, &config(steps), &mut ()) {
+            failure = Some(e);
+        }
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(seconds),
+    }
 }
 
 #[cfg(test)]

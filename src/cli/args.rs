@@ -30,6 +30,8 @@ pub enum ModelKind {
     DeepRelu,
     /// D: practical residual MLP with He init and biases.
     Practical,
+    /// D Fig. 1: CIFAR-style ResNet-18 with BatchNorm, stage widths w, 2w, 4w, 8w (--width w).
+    Resnet18,
 }
 
 /// Which network to build.
@@ -41,7 +43,7 @@ pub struct ModelArgs {
     /// H (A) or L (C): number of hidden layers; for `practical` the number of residual blocks.
     #[arg(long, default_value_t = 2)]
     pub depth: usize,
-    /// m: width of every hidden layer (channels for conv_resnet).
+    /// m: width of every hidden layer (channels for conv_resnet; the first stage's width w for resnet18).
     #[arg(long, default_value_t = 256)]
     pub width: usize,
     /// σ: activation (fc, resnet, conv_resnet, practical; B and C are ReLU by definition).
@@ -59,7 +61,7 @@ pub struct ModelArgs {
     /// Patch side of conv_resnet: 3 gives q = 3 (1-D) or 3x3 (2-D).
     #[arg(long, default_value_t = 3)]
     pub kernel: usize,
-    /// Number of outputs (practical).
+    /// Number of outputs (practical, resnet18: the classes).
     #[arg(long, default_value_t = 1)]
     pub outputs: usize,
     /// Seed of the initialization θ(0); it keys the init's own random stream, independent of
@@ -232,7 +234,7 @@ impl ModelArgs {
     pub fn synthetic_dim(&self, d: Option<usize>) -> anyhow::Result<usize> {
         Ok(match (d, self.model) {
             (Some(d), _) => d,
-            (None, ModelKind::ConvResnet) => {
+            (None, ModelKind::ConvResnet | ModelKind::Resnet18) => {
                 self.channels
                     * parse_dims(&self.spatial, "--spatial")?
                         .iter()
@@ -294,6 +296,12 @@ impl ModelArgs {
                 blocks: depth,
                 width,
                 activation,
+                outputs: self.outputs,
+            },
+            ModelKind::Resnet18 => Architecture::Resnet18 {
+                width,
+                channels,
+                spatial,
                 outputs: self.outputs,
             },
         };
@@ -367,7 +375,9 @@ pub fn network_bytes(config: &ModelConfig, n: usize, precision: Precision) -> u1
         Precision::F64 => 8,
     };
     let positions: u128 = match &config.arch {
-        Architecture::ConvResnet { spatial, .. } => spatial.iter().product::<usize>() as u128,
+        Architecture::ConvResnet { spatial, .. } | Architecture::Resnet18 { spatial, .. } => {
+            spatial.iter().product::<usize>() as u128
+        }
         _ => 1,
     };
     let n = n as u128;
@@ -379,7 +389,9 @@ pub fn network_bytes(config: &ModelConfig, n: usize, precision: Precision) -> u1
             let outputs = match l.kind {
                 LayerKind::Dense => n * rows,
                 LayerKind::Conv => n * positions * (rows + cols),
-                LayerKind::Readout | LayerKind::Bias => n * cols.min(rows.max(1)),
+                LayerKind::Readout | LayerKind::Bias | LayerKind::Norm | LayerKind::Statistic => {
+                    n * cols.min(rows.max(1))
+                }
             };
             4 * rows * cols + 3 * outputs
         })

@@ -238,7 +238,9 @@ impl Observer for DynamicsRecorder {
             let (fro, max_row) = distances(now, then, spec.shape[1]);
             distance.push(fro);
             let m = match spec.kind {
-                LayerKind::Readout | LayerKind::Bias => spec.shape[1],
+                LayerKind::Readout | LayerKind::Bias | LayerKind::Norm | LayerKind::Statistic => {
+                    spec.shape[1]
+                }
                 LayerKind::Dense | LayerKind::Conv => spec.shape[0],
             };
             per_sqrt_m.push(fro / (m as f64).sqrt());

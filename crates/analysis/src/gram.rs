@@ -115,14 +115,17 @@ pub fn grams(
     if x.is_empty() || !x.len().is_multiple_of(d) {
         return Err(AnalysisError::Inputs { got: x.len(), d });
     }
-    let supported = !matches!(config.arch, Architecture::Practical { .. });
+    let supported = !matches!(
+        config.arch,
+        Architecture::Practical { .. } | Architecture::Resnet18 { .. }
+    );
     let (layers, strategy, warnings) = match strategy {
         GramStrategy::Structured if supported => (structured(net, x, compute), strategy, vec![]),
         GramStrategy::Structured => (
             autodiff(net, x, compute),
             GramStrategy::Autodiff,
             vec![format!(
-                "the structured Gram does not support the {} model (bias layers); computed by autodiff instead",
+                "the structured Gram does not support the {} model (bias or BatchNorm layers); computed by autodiff instead",
                 config.kind_name()
             )],
         ),
@@ -148,10 +151,17 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
     let d = config.input_dim;
     let n = x.len() / d;
     let values = net.values();
+    // BatchNorm's running statistics are state, not parameters: their Gram is zero.
+    let statistic: Vec<bool> = net
+        .specs()
+        .iter()
+        .map(|s| s.kind == LayerKind::Statistic)
+        .collect();
     let sizes: Vec<usize> = net
         .specs()
         .iter()
-        .map(|s| s.shape[0] * s.shape[1])
+        .zip(&statistic)
+        .map(|(s, &skip)| if skip { 0 } else { s.shape[0] * s.shape[1] })
         .collect();
     let b = block_rows(n, sizes.iter().sum());
     // Per-sample gradients of rows [start, end), one `P_h × rows` matrix per layer (a column
@@ -161,12 +171,19 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
         for i in start..end {
             let leaves: Vec<Tensor<2>> = values
                 .iter()
-                .map(|v| v.clone().autodiff().require_grad())
+                .zip(&statistic)
+                .map(|(v, &skip)| {
+                    let leaf = v.clone().autodiff();
+                    if skip { leaf } else { leaf.require_grad() }
+                })
                 .collect();
             let xi = compute.tensor(&x[i * d..(i + 1) * d], [1, d]);
             let grads = forward(config, &leaves, xi).sum().backward();
             for (layer, leaf) in leaves.iter().enumerate() {
-                let g = to_f64_vec(leaf.grad(&grads).expect("every layer is a leaf"));
+                if statistic[layer] {
+                    continue;
+                }
+                let g = to_f64_vec(leaf.grad(&grads).expect("every parameter is a leaf"));
                 let column = blocks[layer].col_mut(i - start);
                 for (dst, src) in column.iter_mut().zip(g) {
                     *dst = src;
@@ -287,7 +304,7 @@ fn structured(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
         .map(|s| {
             let width = match s.kind {
                 LayerKind::Dense | LayerKind::Conv => s.shape[0] * positions,
-                LayerKind::Readout | LayerKind::Bias => 1,
+                LayerKind::Readout | LayerKind::Bias | LayerKind::Norm | LayerKind::Statistic => 1,
             };
             let rows = if width == 1 { 1 } else { n };
             compute
@@ -322,7 +339,9 @@ fn structured(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
                     let b = to_f64_vec(probes[layer].grad(&grads).expect("probe gradient"));
                     conv_gram(&a, &b, spec.shape, config)
                 }
-                LayerKind::Bias => unreachable!("models with biases use autodiff"),
+                LayerKind::Bias | LayerKind::Norm | LayerKind::Statistic => {
+                    unreachable!("models with biases or BatchNorm use autodiff")
+                }
             }
         })
         .collect()

@@ -21,7 +21,7 @@ pub enum ConfigError {
     BadCRes(f64),
     /// The input dimension does not match the conv net's channels × positions.
     #[error(
-        "conv_resnet input has {channels} channels x {positions} positions = {expected} values, but the data has d = {input_dim}"
+        "the image model's input has {channels} channels x {positions} positions = {expected} values, but the data has d = {input_dim}"
     )]
     ConvShape {
         /// Input channels d0.
@@ -33,9 +33,16 @@ pub enum ConfigError {
         /// The input dimension given.
         input_dim: usize,
     },
-    /// A conv net's spatial shape must be 1-D or 2-D.
-    #[error("conv_resnet spatial shape must have 1 or 2 dimensions, got {0:?}")]
-    SpatialRank(Vec<usize>),
+    /// An image model's spatial shape has the wrong number of dimensions.
+    #[error("the {model} model needs a spatial shape of {allowed} dimensions, got {spatial:?}")]
+    SpatialRank {
+        /// The model kind.
+        model: &'static str,
+        /// Which ranks it accepts.
+        allowed: &'static str,
+        /// The shape given.
+        spatial: Vec<usize>,
+    },
     /// The patch side must be odd so that zero padding keeps the positions.
     #[error("conv_resnet kernel (patch side) must be odd, got {0}")]
     EvenKernel(usize),
@@ -50,6 +57,11 @@ pub enum ConfigError {
         /// The data's d.
         got: usize,
     },
+    /// A BatchNorm running statistic named as a layer to train.
+    #[error(
+        "'{0}' is a BatchNorm running statistic, updated by the training forward pass, not a parameter to train"
+    )]
+    NotAParameter(String),
     /// A layer name that the model does not have.
     #[error("unknown layer '{name}'; this model has layers {available:?}")]
     UnknownLayer {
@@ -115,6 +127,18 @@ pub enum Architecture {
         /// m, the width of every hidden layer (even).
         width: usize,
     },
+    /// D's ResNet-18 (Figure 1): the CIFAR-style ResNet-18 with BatchNorm, stages of widths
+    /// `w, 2w, 4w, 8w` and `outputs` classes; see [`crate::resnet18`].
+    Resnet18 {
+        /// w, the width of the first stage (64 in D).
+        width: usize,
+        /// Input channels.
+        channels: usize,
+        /// `[height, width]` of the input images.
+        spatial: Vec<usize>,
+        /// Number of outputs (classes).
+        outputs: usize,
+    },
     /// For D: an ordinary residual MLP with He init and biases, `blocks` residual blocks
     /// `h ← σ(h + W_2 σ(W_1 h + b_1) + b_2)` of width m, and `outputs` linear outputs.
     Practical {
@@ -152,6 +176,10 @@ pub enum LayerKind {
     Readout,
     /// A bias row vector.
     Bias,
+    /// BatchNorm's per-channel scale γ or shift β, `[1, c]`.
+    Norm,
+    /// A BatchNorm running mean or variance, `[1, c]`: state, never trained.
+    Statistic,
 }
 
 /// How a layer is initialized.
@@ -169,6 +197,8 @@ pub enum Init {
     HalfSigns,
     /// All zeros (biases).
     Zeros,
+    /// All ones (BatchNorm's γ and running variance).
+    Ones,
 }
 
 /// One parameter tensor of a network: a named 2-D matrix.
@@ -250,22 +280,7 @@ impl ModelConfig {
                 if kernel % 2 == 0 {
                     return Err(ConfigError::EvenKernel(*kernel));
                 }
-                if spatial.is_empty() || spatial.len() > 2 {
-                    return Err(ConfigError::SpatialRank(spatial.clone()));
-                }
-                for &s in spatial {
-                    at_least("spatial size", s, 1)?;
-                }
-                let positions: usize = spatial.iter().product();
-                if channels * positions != self.input_dim {
-                    return Err(ConfigError::ConvShape {
-                        channels: *channels,
-                        positions,
-                        expected: channels * positions,
-                        input_dim: self.input_dim,
-                    });
-                }
-                Ok(())
+                self.check_images(*channels, spatial, "1 or 2")
             }
             Architecture::TwoLayer { width } => at_least("width m", *width, 1),
             Architecture::DeepRelu { depth, width } => {
@@ -280,7 +295,52 @@ impl ModelConfig {
                 at_least("width m", *width, 1)?;
                 at_least("outputs", *outputs, 1)
             }
+            Architecture::Resnet18 {
+                width,
+                channels,
+                spatial,
+                outputs,
+            } => {
+                at_least("width w", *width, 1)?;
+                at_least("input channels", *channels, 1)?;
+                at_least("outputs", *outputs, 1)?;
+                self.check_images(*channels, spatial, "2")
+            }
         }
+    }
+
+    /// Checks an image model's spatial rank (`allowed`: "2" or "1 or 2"), sizes, and that
+    /// channels × positions is the input dimension.
+    fn check_images(
+        &self,
+        channels: usize,
+        spatial: &[usize],
+        allowed: &'static str,
+    ) -> Result<(), ConfigError> {
+        let rank_ok = match allowed {
+            "2" => spatial.len() == 2,
+            _ => (1..=2).contains(&spatial.len()),
+        };
+        if !rank_ok {
+            return Err(ConfigError::SpatialRank {
+                model: self.kind_name(),
+                allowed,
+                spatial: spatial.to_vec(),
+            });
+        }
+        for &s in spatial {
+            at_least("spatial size", s, 1)?;
+        }
+        let positions: usize = spatial.iter().product();
+        if channels * positions != self.input_dim {
+            return Err(ConfigError::ConvShape {
+                channels,
+                positions,
+                expected: channels * positions,
+                input_dim: self.input_dim,
+            });
+        }
+        Ok(())
     }
 
     /// The parameter tensors of the network, in forward order, with shapes, inits and which
@@ -396,20 +456,38 @@ impl ModelConfig {
                 layers.push(layer("b_out", [1, *outputs], LayerKind::Bias, Init::Zeros));
                 layers
             }
+            Architecture::Resnet18 {
+                width,
+                channels,
+                outputs,
+                ..
+            } => crate::resnet18::layers(*channels, *width, *outputs),
         }
     }
 
     /// Number of network outputs per sample (1 for every paper model).
     pub fn outputs(&self) -> usize {
         match &self.arch {
-            Architecture::Practical { outputs, .. } => *outputs,
+            Architecture::Practical { outputs, .. } | Architecture::Resnet18 { outputs, .. } => {
+                *outputs
+            }
             _ => 1,
         }
     }
 
-    /// Total number of parameters (trained or not).
+    /// Total number of parameters (trained or not; BatchNorm's running statistics are state,
+    /// not parameters).
     pub fn parameter_count(&self) -> usize {
-        self.layers().iter().map(|l| l.shape[0] * l.shape[1]).sum()
+        self.layers()
+            .iter()
+            .filter(|l| l.kind != LayerKind::Statistic)
+            .map(|l| l.shape[0] * l.shape[1])
+            .sum()
+    }
+
+    /// Whether the forward pass differs between training and evaluation (BatchNorm).
+    pub fn has_batch_statistics(&self) -> bool {
+        matches!(self.arch, Architecture::Resnet18 { .. })
     }
 
     /// A short name of the architecture (`fc`, `resnet`, …).
@@ -421,6 +499,7 @@ impl ModelConfig {
             Architecture::TwoLayer { .. } => "two_layer",
             Architecture::DeepRelu { .. } => "deep_relu",
             Architecture::Practical { .. } => "practical",
+            Architecture::Resnet18 { .. } => "resnet18",
         }
     }
 }

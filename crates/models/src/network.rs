@@ -1,6 +1,7 @@
 //! The papers' networks as one Burn module whose forward pass is interpreted from its config.
 
 use crate::config::{Architecture, ConfigError, Init, LayerSpec, ModelConfig};
+use crate::resnet18::{self, Mode};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
 use burn::tensor::module::{conv1d, conv2d};
@@ -37,6 +38,7 @@ pub fn initial_values(config: &ModelConfig) -> Vec<Vec<f64>> {
                     .map(|i| if i < len / 2 { 1.0 } else { -1.0 })
                     .collect(),
                 Init::Zeros => vec![0.0; len],
+                Init::Ones => vec![1.0; len],
             }
         })
         .collect()
@@ -120,6 +122,44 @@ impl Network {
 /// which is how the trainer and the Jacobian code differentiate it.
 pub fn forward(config: &ModelConfig, params: &[Tensor<2>], x: Tensor<2>) -> Tensor<2> {
     forward_traced(config, params, x, None).output
+}
+
+/// A training-mode forward pass: the outputs, and for each BatchNorm running statistic its
+/// updated value (indexed like the layers, `None` elsewhere). For networks without
+/// BatchNorm this is [`forward`] with no statistics.
+pub fn forward_train(
+    config: &ModelConfig,
+    params: &[Tensor<2>],
+    x: Tensor<2>,
+) -> (Tensor<2>, Vec<Option<Tensor<2>>>) {
+    if config.has_batch_statistics() {
+        let out = resnet18_pass(config, params, x, Mode::Train).expect("a resnet18 config");
+        (out.logits, out.statistics)
+    } else {
+        (forward(config, params, x), vec![None; params.len()])
+    }
+}
+
+/// ResNet-18's forward pass in `mode` (`None` for the other architectures).
+fn resnet18_pass(
+    config: &ModelConfig,
+    params: &[Tensor<2>],
+    x: Tensor<2>,
+    mode: Mode,
+) -> Option<resnet18::Output> {
+    let Architecture::Resnet18 {
+        width,
+        channels,
+        spatial,
+        ..
+    } = &config.arch
+    else {
+        return None;
+    };
+    let spatial = [spatial[0], spatial[1]];
+    Some(resnet18::forward(
+        params, x, *channels, spatial, *width, mode,
+    ))
 }
 
 /// A forward pass with what the structured Gram needs: the input of every weight layer.
@@ -268,6 +308,12 @@ pub fn forward_traced(
                 h = burn::tensor::activation::relu(t.dense(l, h, w));
             }
             t.readout(*depth, h, &params[*depth])
+        }
+        // D Fig. 1, evaluation mode (running statistics): a function of each sample.
+        Architecture::Resnet18 { .. } => {
+            resnet18_pass(config, params, x, Mode::Eval)
+                .expect("a resnet18 config")
+                .logits
         }
         Architecture::Practical {
             blocks, activation, ..

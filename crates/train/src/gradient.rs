@@ -3,7 +3,7 @@
 use crate::loss::Loss;
 use burn::tensor::Tensor;
 use overparam_device::to_f64_scalar;
-use overparam_models::{ModelConfig, forward};
+use overparam_models::{ModelConfig, forward_train};
 
 /// The result of [`loss_and_gradients`].
 pub struct LossGradients {
@@ -13,11 +13,14 @@ pub struct LossGradients {
     pub outputs: Tensor<2>,
     /// `∂L/∂W` for each layer whose mask entry is true, `None` for the others.
     pub gradients: Vec<Option<Tensor<2>>>,
+    /// The updated BatchNorm running statistics of this batch (by layer; `None` elsewhere).
+    pub statistics: Vec<Option<Tensor<2>>>,
 }
 
 /// Computes `L(θ)` on `(x, y)` and its gradient with respect to the layers selected by `mask`
 /// through Burn autodiff. The selected layers become autodiff leaves; the others enter the
-/// graph as constants. The loss is returned even when it is not finite (no backward then).
+/// graph as constants. The pass is in training mode (BatchNorm normalizes with the batch's
+/// statistics). The loss is returned even when it is not finite (no backward then).
 pub fn loss_and_gradients(
     model: &ModelConfig,
     values: &[Tensor<2>],
@@ -37,7 +40,7 @@ pub fn loss_and_gradients(
             }
         })
         .collect();
-    let outputs = forward(model, &leaves, x);
+    let (outputs, statistics) = forward_train(model, &leaves, x);
     let loss_tensor = loss.tensor(outputs.clone(), y);
     let value = to_f64_scalar(loss_tensor.clone().without_autodiff());
     let outputs = outputs.without_autodiff();
@@ -46,6 +49,7 @@ pub fn loss_and_gradients(
             loss: value,
             outputs,
             gradients: vec![None; values.len()],
+            statistics,
         };
     }
     let grads = loss_tensor.backward();
@@ -60,5 +64,6 @@ pub fn loss_and_gradients(
         loss: value,
         outputs,
         gradients,
+        statistics,
     }
 }

@@ -7,7 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use overparam_data::Dataset;
 use overparam_device::{Compute, to_f64_scalar, to_f64_vec};
-use overparam_models::{ConfigError, Network, forward};
+use overparam_models::{ConfigError, LayerKind, Network, forward};
 use overparam_rng::{ChaCha8Rng, Purpose, SliceRandom, stream};
 use serde::{Deserialize, Serialize};
 
@@ -200,7 +200,11 @@ pub fn trainable_mask(
         Some(names) => {
             let mut mask = vec![false; network.specs().len()];
             for name in names {
-                mask[network.layer_index(name)?] = true;
+                let index = network.layer_index(name)?;
+                if network.specs()[index].kind == LayerKind::Statistic {
+                    return Err(ConfigError::NotAParameter(name.clone()));
+                }
+                mask[index] = true;
             }
             Ok(mask)
         }
@@ -408,7 +412,10 @@ pub fn train_with_progress(
         let values = network.values();
         // The full-data forward without autodiff, where it is needed: observation steps and
         // the final loss (GD reuses the training forward below).
-        let full_outputs = ((batches.is_some() && observe) || step == config.steps)
+        // Networks with BatchNorm are observed in evaluation mode, never through the
+        // training forward's batch statistics.
+        let separate = batches.is_some() || model.has_batch_statistics();
+        let full_outputs = ((separate && observe) || step == config.steps)
             .then(|| forward(&model, &values, x.clone()));
         if step == config.steps {
             let outputs = full_outputs.expect("computed at the last step");
@@ -457,9 +464,11 @@ pub fn train_with_progress(
         let updated = values
             .into_iter()
             .zip(step_result.gradients)
+            .zip(step_result.statistics)
             .zip(velocity.iter_mut())
-            .map(|((value, grad), v)| match grad {
-                Some(grad) => {
+            .map(|(((value, grad), statistic), v)| match (grad, statistic) {
+                (None, Some(statistic)) => statistic,
+                (Some(grad), _) => {
                     let grad = if lambda > 0.0 {
                         grad + value.clone().mul_scalar(lambda)
                     } else {
@@ -477,7 +486,7 @@ pub fn train_with_progress(
                     };
                     value - direction.mul_scalar(config.step_size)
                 }
-                None => value,
+                (None, None) => value,
             })
             .collect();
         network.set_values(updated);

@@ -8,9 +8,9 @@ use anyhow::Result;
 use clap::Parser;
 use overparam_data::{Labels, sphere};
 use overparam_device::{BackendKind, Compute, Precision};
-use overparam_experiments::timing::marginal_seconds;
+use overparam_experiments::timing::marginal_step_seconds;
 use overparam_models::{Activation, Architecture, ModelConfig, Network};
-use overparam_train::{TrainConfig, train};
+use overparam_train::TrainConfig;
 
 /// Benchmark one GD step on flex and ndarray.
 #[derive(Debug, Parser)]
@@ -80,23 +80,13 @@ fn step_seconds(setup: &Setup, backend: BackendKind, reps: usize) -> Result<f64>
         seed: 0,
     };
     let network = Network::init(&config, &compute)?;
-    let mut failure = None;
-    let seconds = marginal_seconds(reps, 1, 4, |steps| {
-        let mut net = network.clone();
-        if let Err(e) = train(
-            &mut net,
-            &data,
-            &compute,
-            &TrainConfig::gd(1e-3, steps),
-            &mut (),
-        ) {
-            failure = Some(e);
-        }
-    });
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok(seconds),
-    }
+    Ok(marginal_step_seconds(
+        reps,
+        &network,
+        &data,
+        &compute,
+        |steps| TrainConfig::gd(1e-3, steps),
+    )?)
 }
 
 fn main() -> Result<()> {
