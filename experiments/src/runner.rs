@@ -89,6 +89,10 @@ pub struct RunContext {
     pub compute: Compute,
     /// The run's progress bar (its length is the experiment's to set).
     pub bar: ProgressBar,
+    /// A folder where a long run may keep its training checkpoint and what its observer saw
+    /// (`checkpoints/<id>/` in the results folder), so that a killed sweep started again
+    /// resumes the run; the runner deletes it once the run's results are written.
+    pub checkpoints: PathBuf,
 }
 
 /// A run's measurements: a JSON-able value and an optional per-step table.
@@ -296,6 +300,7 @@ pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()>
         let ctx = RunContext {
             compute: compute.clone(),
             bar: bar.clone(),
+            checkpoints: results.root().join("checkpoints").join(id),
         };
         let run_start = Instant::now();
         let out = experiment
@@ -317,6 +322,12 @@ pub fn run_sweep<E: Experiment>(experiment: &E, sweep: &SweepArgs) -> Result<()>
             commit: commit.clone(),
         };
         write_json_atomic(&results.run_json(id), &finished)?;
+        if ctx.checkpoints.exists() {
+            std::fs::remove_dir_all(&ctx.checkpoints)
+                .with_context(|| format!("removing {}", ctx.checkpoints.display()))?;
+            // The shared folder goes too once it is empty (an error means it is not).
+            let _ = std::fs::remove_dir(results.root().join("checkpoints"));
+        }
         manifest_runs.push(ManifestRun {
             id: id.clone(),
             point,

@@ -2,12 +2,13 @@
 
 use anyhow::Context;
 use overparam_data::{
-    DataError, Dataset, FASHION_MNIST_DIR, ImageSet, Labels, Prepare, Purpose, Split,
-    TargetEncoding, read_mnist_layout, sphere,
+    Cifar100Labels, DataError, Dataset, FASHION_MNIST_DIR, ImageSet, Labels, Prepare, Purpose,
+    Split, TargetEncoding, read_cifar10_dir, read_cifar100_dir, read_mnist_layout, read_svhn_dir,
+    sphere,
 };
 use overparam_models::{Activation, Architecture, ModelConfig};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// B §5 (Fig. 1): n points uniform on the unit sphere in R^d with labels y ~ N(0, 1), and the
 /// two-layer ReLU net of width m (first layer trained, ±1 output frozen). One `seed` serves
@@ -53,6 +54,76 @@ pub fn d_practical(
             blocks,
             width,
             activation,
+            outputs,
+        },
+        seed,
+    }
+}
+
+/// The image sets of D's Figure 1 that are read from disk (D's "Random" is drawn instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum FigureSet {
+    /// Fashion-MNIST (IDX; the Debian package's folder unless `<root>/fashion-mnist` exists).
+    FashionMnist,
+    /// MNIST (IDX files in `<root>/mnist`).
+    Mnist,
+    /// Kuzushiji-MNIST (IDX files in `<root>/kmnist`).
+    Kmnist,
+    /// CIFAR-10 binary batches in `<root>/cifar10`.
+    Cifar10,
+    /// CIFAR-100 binary `train.bin`/`test.bin` in `<root>/cifar100` (100 fine classes).
+    Cifar100,
+    /// SVHN cropped digits `train_32x32.mat`/`test_32x32.mat` in `<root>/svhn`.
+    Svhn,
+}
+
+impl FigureSet {
+    /// The set's name (also its folder under the data root).
+    pub fn name(self) -> &'static str {
+        match self {
+            FigureSet::FashionMnist => "fashion-mnist",
+            FigureSet::Mnist => "mnist",
+            FigureSet::Kmnist => "kmnist",
+            FigureSet::Cifar10 => "cifar10",
+            FigureSet::Cifar100 => "cifar100",
+            FigureSet::Svhn => "svhn",
+        }
+    }
+
+    /// The folder the set is read from: `<root>/<name>`, or for Fashion-MNIST the Debian
+    /// package's folder when that does not exist.
+    pub fn dir(self, root: &Path) -> PathBuf {
+        let dir = root.join(self.name());
+        if self == FigureSet::FashionMnist && !dir.exists() {
+            PathBuf::from(FASHION_MNIST_DIR)
+        } else {
+            dir
+        }
+    }
+
+    /// Reads one split from `dir`.
+    pub fn read(self, dir: &Path, split: Split) -> Result<ImageSet, DataError> {
+        match self {
+            FigureSet::FashionMnist | FigureSet::Mnist | FigureSet::Kmnist => {
+                read_mnist_layout(dir, split)
+            }
+            FigureSet::Cifar10 => read_cifar10_dir(dir, split),
+            FigureSet::Cifar100 => read_cifar100_dir(dir, split, Cifar100Labels::Fine),
+            FigureSet::Svhn => read_svhn_dir(dir, split),
+        }
+    }
+}
+
+/// D's ResNet-18 for `[channels, height, width]` images and `outputs` classes.
+pub fn d_resnet18(shape: &[usize], width: usize, outputs: usize, seed: u64) -> ModelConfig {
+    ModelConfig {
+        input_dim: shape.iter().product(),
+        arch: Architecture::Resnet18 {
+            width,
+            channels: shape[0],
+            spatial: shape[1..].to_vec(),
             outputs,
         },
         seed,

@@ -464,13 +464,84 @@ fn practical_sizes_memorizes_and_generalizes_only_on_natural_labels() {
             .as_f64()
             .unwrap()
     };
-    for setting in ["natural", "random-labels", "random-pixels"] {
+    let (natural, random_labels) = ("fashion-mnist natural", "fashion-mnist random-labels");
+    for setting in [natural, random_labels, "random"] {
         assert_eq!(
             acc(setting, "train_accuracy_largest"),
             1.0,
             "{setting} is memorized"
         );
     }
-    assert!(acc("natural", "test_accuracy_largest") > 0.8);
-    assert!(acc("random-labels", "test_accuracy_largest") < 0.4);
+    assert!(acc(natural, "test_accuracy_largest") > 0.8);
+    assert!(acc(random_labels, "test_accuracy_largest") < 0.4);
+    assert!(acc("random", "test_accuracy_largest") < 0.4);
+    // Finished runs leave no checkpoints behind.
+    assert!(!dir.join("results/checkpoints").exists());
+}
+
+#[test]
+fn practical_sizes_trains_resnet18_and_skips_missing_sets() {
+    let dir = scratch("practical-resnet18");
+    let data = dir.join("fashion");
+    std::fs::create_dir_all(&data).unwrap();
+    tiny_fashion(&data, 60);
+    let out = run(
+        env!("CARGO_BIN_EXE_practical_sizes"),
+        &dir,
+        &[
+            "--model",
+            "resnet18",
+            "--sets",
+            "fashion-mnist,cifar10",
+            "--fashion-dir",
+            data.to_str().unwrap(),
+            "--settings",
+            "natural,random-pixels",
+            "--random-shape",
+            "3x8x8",
+            "--sizes",
+            "40",
+            "--widths",
+            "4",
+            "--epochs",
+            "60",
+            "--batch",
+            "10",
+            "--momentum",
+            "0.9",
+            "--step-size",
+            "0.05",
+            "--test-size",
+            "100",
+            "--stop-at-fit",
+            "--data-root",
+            dir.join("sets").to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let missing = dir.join("sets").join("cifar10");
+    assert!(
+        stderr.contains(&format!(
+            "skipping cifar10: no folder {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    let rows = check_files(&dir, 2, &["training_loss", "training_accuracy"]);
+    for row in &rows {
+        assert_eq!(row["train_accuracy_largest"].as_f64(), Some(1.0), "{row}");
+    }
+    let run = read_json(&dir.join("results/runs/resnet18_random_n40_m4_seed0.json"));
+    let config = overparam_experiments::setups::d_resnet18(&[3, 8, 8], 4, 10, 0);
+    assert_eq!(
+        run["output"]["parameters"].as_u64(),
+        Some(config.parameter_count() as u64)
+    );
+    // --stop-at-fit ended the run at its first epoch with 100% accuracy.
+    let accuracy = run["output"]["accuracy"].as_array().unwrap();
+    assert_eq!(accuracy.last().unwrap().as_f64(), Some(1.0));
+    assert_eq!(
+        run["output"]["epochs_to_fit"].as_u64(),
+        Some(accuracy.len() as u64 - 1)
+    );
 }

@@ -132,6 +132,9 @@ pub fn save(path: &Path, run: &str, state: &State) -> Result<(), CheckpointError
         path: path.to_path_buf(),
         source,
     };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(file)?;
+    }
     std::fs::write(&tmp, buffer).map_err(file)?;
     std::fs::rename(&tmp, path).map_err(file)
 }

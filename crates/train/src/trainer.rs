@@ -174,6 +174,12 @@ pub struct Snapshot<'a> {
 pub trait Observer {
     /// Called at steps 0, every, 2·every, …, and at the last step.
     fn observe(&mut self, snapshot: &Snapshot<'_>);
+
+    /// Asked after each observation: `true` ends the run there (the model stays at the
+    /// observed step), e.g. once a training accuracy is reached.
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 impl Observer for () {
@@ -459,6 +465,9 @@ pub fn train_with_progress(
                 full_loss,
                 data,
             );
+            if observer.stop() {
+                break;
+            }
         }
         let (mu, lambda) = (config.momentum, config.weight_decay);
         let updated = values

@@ -1,32 +1,39 @@
-//! D's claim at CPU scale (papers.md §4, §6.4): a residual network with about n parameters
-//! fits n training points, natural or random, and generalizes only on natural labels.
+//! D's claim (papers.md §4, §6.4, Figure 1): a residual network with enough parameters fits n
+//! training points, natural or random, and generalizes only on natural labels.
 //!
-//! The `practical` residual MLP (He init, biases, softmax cross-entropy over 10 classes) is
-//! trained with mini-batch SGD on Fashion-MNIST subsets of n images in three settings:
-//! natural labels, the same images with random labels, and random pixels with random labels
-//! (D's "Random"). Per run: training loss and accuracy after every epoch, test accuracy on the
-//! Fashion-MNIST test images (natural labels), and the parameter count. The report plots loss
-//! and accuracy against epoch on a log x-axis (as D's Fig. 1), and the smallest parameter count
-//! reaching 100% training accuracy against n.
+//! `--model practical` (default) trains the residual MLP (He init, biases) for CPU-scale sweeps;
+//! `--model resnet18` trains D's ResNet-18 with BatchNorm (`--width` lists its first-stage
+//! widths w). Both use mini-batch SGD (optional momentum and weight decay) with softmax
+//! cross-entropy (or `--loss quadratic` on one-hot targets), no augmentation, on subsets of n
+//! images of each `--sets` entry found under `--data-root` (a missing set is skipped with a
+//! message naming its folder) in two settings, natural labels and the same images with random
+//! labels, plus D's "Random": random pixels of `--random-shape` (D: 3×24×24) with random labels.
+//! Per run: training loss and accuracy after every epoch (evaluation mode, the whole training
+//! subset), test accuracy (natural test images of the set; fresh random images for Random),
+//! and the parameter count. Runs checkpoint every epoch into the results folder, so a killed
+//! sweep started again resumes inside its current run. The report plots loss and accuracy
+//! against epoch on a log x-axis (D's Fig. 1), and the smallest parameter count reaching 100%
+//! training accuracy against n.
 //!
 //! `cargo run --release -p overparam-experiments --bin practical_sizes -- --quick`
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
-use overparam_data::{
-    FASHION_MNIST_DIR, Purpose, Split, accuracy, random_images, read_mnist_layout,
-};
+use overparam_data::{FASHION_MNIST_DIR, ImageSet, Purpose, Split, accuracy, random_images};
 use overparam_device::to_f64_vec;
 use overparam_experiments::runner::{
     Experiment, Finished, RunContext, RunOutput, SweepArgs, run_sweep,
 };
-use overparam_experiments::setups::{d_images, d_practical};
+use overparam_experiments::setups::{FigureSet, d_images, d_practical, d_resnet18};
 use overparam_experiments::stats::{Spread, band_series, by_x, curves};
 use overparam_experiments::store::{ResultsDir, Table};
 use overparam_models::{Activation, Network};
 use overparam_plot::{Figure, Legend, Scale, Series, Style, log_log_fit};
-use overparam_train::{Loss, Optimizer, Snapshot, TrainConfig, train_with_progress};
+use overparam_train::{
+    Checkpointing, Loss, Observer, Optimizer, Snapshot, TrainConfig, train_with_progress,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -38,6 +45,26 @@ enum Setting {
     RandomLabels,
     /// Uniform random pixels with random labels (D's "Random").
     RandomPixels,
+}
+
+/// Which network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum Model {
+    /// The residual MLP (`--blocks`, `--activation`; widths are its m).
+    Practical,
+    /// D's ResNet-18 with BatchNorm (widths are its first-stage w; D: 64).
+    Resnet18,
+}
+
+/// The training loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+enum LossKind {
+    /// Softmax cross-entropy, mean over the batch.
+    CrossEntropy,
+    /// ½ Σ (f − y)² on one-hot targets, summed over the batch.
+    Quadratic,
 }
 
 impl Setting {
@@ -65,9 +92,40 @@ struct Args {
     /// Training-set sizes n [default: 250,500,1000,2000; quick 100,200].
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<usize>>,
-    /// Widths m of the residual blocks [default: 4,8,…,256; quick 4,8,16,64].
+    /// Widths: m of the residual blocks [default: 4,8,…,256; quick 4,8,16,64], or ResNet-18's
+    /// w [default: 16; quick 2,4].
     #[arg(long, value_delimiter = ',')]
     widths: Option<Vec<usize>>,
+    /// Network.
+    #[arg(long, value_enum, default_value = "practical")]
+    model: Model,
+    /// Image sets of D's Figure 1 to use where found.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fashion-mnist"
+    )]
+    sets: Vec<FigureSet>,
+    /// Folder holding one folder per set (`<root>/cifar10`, …); Fashion-MNIST falls back to
+    /// --fashion-dir.
+    #[arg(long, default_value = "data")]
+    data_root: PathBuf,
+    /// `[channels]x[height]x[width]` of D's "Random" images (random-pixels setting).
+    #[arg(long, default_value = "3x24x24")]
+    random_shape: String,
+    /// Loss.
+    #[arg(long, value_enum, default_value = "cross-entropy")]
+    loss: LossKind,
+    /// Heavy-ball momentum μ (PyTorch's form; D-style practice: 0.9).
+    #[arg(long, default_value_t = 0.0)]
+    momentum: f64,
+    /// Weight decay λ.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// End a run at its first epoch with 100% training accuracy (else run all --epochs).
+    #[arg(long)]
+    stop_at_fit: bool,
     /// Residual blocks.
     #[arg(long, default_value_t = 2)]
     blocks: usize,
@@ -86,7 +144,7 @@ struct Args {
     /// Test images (natural labels) for the test accuracy.
     #[arg(long, default_value_t = 1000)]
     test_size: usize,
-    /// Folder with the Fashion-MNIST IDX files.
+    /// Folder with the Fashion-MNIST IDX files (when `<root>/fashion-mnist` does not exist).
     #[arg(long, default_value = FASHION_MNIST_DIR)]
     fashion_dir: PathBuf,
 }
@@ -94,6 +152,17 @@ struct Args {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Point {
     setting: Setting,
+    /// The image set (`None` for D's Random).
+    set: Option<FigureSet>,
+    /// Its folder.
+    dir: Option<PathBuf>,
+    /// The Random images' shape.
+    random_shape: Vec<usize>,
+    model: Model,
+    loss: LossKind,
+    momentum: f64,
+    weight_decay: f64,
+    stop_at_fit: bool,
     n: usize,
     width: usize,
     blocks: usize,
@@ -102,8 +171,17 @@ struct Point {
     batch: usize,
     step_size: f64,
     test_size: usize,
-    fashion_dir: PathBuf,
     seed: u64,
+}
+
+impl Point {
+    /// The curve this run belongs to: `<set> <setting>`, or `random` for D's Random.
+    fn curve(&self) -> String {
+        match self.set {
+            Some(set) => format!("{} {}", set.name(), self.setting.name()),
+            None => "random".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,18 +222,61 @@ impl Experiment for Practical {
         } else {
             vec![250, 500, 1000, 2000]
         });
-        let widths = a.widths.clone().unwrap_or(if q {
-            vec![4, 8, 16, 64]
-        } else {
-            (2..=8).map(|p| 1usize << p).collect()
+        let widths = a.widths.clone().unwrap_or(match (a.model, q) {
+            (Model::Practical, true) => vec![4, 8, 16, 64],
+            (Model::Practical, false) => (2..=8).map(|p| 1usize << p).collect(),
+            (Model::Resnet18, true) => vec![2, 4],
+            (Model::Resnet18, false) => vec![16],
         });
+        let random_shape = parse_shape(&a.random_shape)?;
+        // Each set found once, or D's Random alone.
+        let mut sources: Vec<(Option<FigureSet>, Option<PathBuf>)> = Vec::new();
+        for &set in &a.sets {
+            let dir = match set {
+                FigureSet::FashionMnist if !a.data_root.join(set.name()).exists() => {
+                    a.fashion_dir.clone()
+                }
+                _ => set.dir(&a.data_root),
+            };
+            if dir.is_dir() {
+                sources.push((Some(set), Some(dir)));
+            } else {
+                eprintln!(
+                    "practical_sizes: skipping {}: no folder {}",
+                    set.name(),
+                    dir.display()
+                );
+            }
+        }
+        let mut cases = Vec::new();
+        for &setting in &a.settings {
+            if setting == Setting::RandomPixels {
+                cases.push((setting, None, None));
+            } else {
+                cases.extend(sources.iter().map(|(s, d)| (setting, *s, d.clone())));
+            }
+        }
+        if cases.is_empty() {
+            anyhow::bail!(
+                "no data: none of the sets {:?} was found and Random is not among the settings",
+                a.sets
+            );
+        }
         let mut grid = Vec::new();
         for seed in sweep.seeds() {
-            for &setting in &a.settings {
+            for (setting, set, dir) in &cases {
                 for &n in &sizes {
                     for &width in &widths {
                         grid.push(Point {
-                            setting,
+                            setting: *setting,
+                            set: *set,
+                            dir: dir.clone(),
+                            random_shape: random_shape.clone(),
+                            model: a.model,
+                            loss: a.loss,
+                            momentum: a.momentum,
+                            weight_decay: a.weight_decay,
+                            stop_at_fit: a.stop_at_fit,
                             n,
                             width,
                             blocks: a.blocks,
@@ -164,7 +285,6 @@ impl Experiment for Practical {
                             batch: a.batch,
                             step_size: a.step_size,
                             test_size: a.test_size,
-                            fashion_dir: a.fashion_dir.clone(),
                             seed,
                         });
                     }
@@ -175,75 +295,100 @@ impl Experiment for Practical {
     }
 
     fn id(&self, p: &Point) -> String {
-        format!("{}_n{}_m{}_seed{}", p.setting.name(), p.n, p.width, p.seed)
+        let model = match p.model {
+            Model::Practical => String::new(),
+            Model::Resnet18 => "resnet18_".into(),
+        };
+        format!(
+            "{model}{}_n{}_m{}_seed{}",
+            p.curve().replace(' ', "_"),
+            p.n,
+            p.width,
+            p.seed
+        )
     }
 
     fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
         let compute = &ctx.compute;
-        let read = |split| {
-            read_mnist_layout(&p.fashion_dir, split).with_context(|| {
-                format!(
-                    "reading Fashion-MNIST from {} (install it with `apt-get install \
-                     dataset-fashion-mnist`, or pass --fashion-dir)",
-                    p.fashion_dir.display()
-                )
-            })
-        };
         const TRAIN: Purpose = Purpose::Subsample;
-        let train_images = read(Split::Train)?;
-        let train = match p.setting {
-            Setting::Natural => d_images(&train_images, Some(p.n), p.seed, TRAIN, false)?,
-            Setting::RandomLabels => d_images(&train_images, Some(p.n), p.seed, TRAIN, true)?,
-            Setting::RandomPixels => {
-                let pixels = random_images(p.n, &train_images.shape, 10, p.seed)?;
-                d_images(&pixels, None, p.seed, TRAIN, false)?
+        let (train, test, shape) = match (p.set, &p.dir) {
+            (Some(set), Some(dir)) => {
+                let read = |split| {
+                    set.read(dir, split)
+                        .with_context(|| format!("reading {} from {}", set.name(), dir.display()))
+                };
+                let images = read(Split::Train)?;
+                let random = p.setting == Setting::RandomLabels;
+                let train = d_images(&images, Some(p.n), p.seed, TRAIN, random)?;
+                let test_images = read(Split::Test)?;
+                let test_n = Some(p.test_size.min(test_images.len()));
+                let test = d_images(&test_images, test_n, p.seed, Purpose::TestSubsample, false)?;
+                (train, test, images.shape)
+            }
+            _ => {
+                // D's Random: one draw of n + test_size images, split into train and test.
+                let all = random_images(p.n + p.test_size, &p.random_shape, 10, p.seed)?;
+                let (train, test) = split_images(all, p.n);
+                (
+                    d_images(&train, None, p.seed, TRAIN, false)?,
+                    d_images(&test, None, p.seed, Purpose::TestSubsample, false)?,
+                    p.random_shape.clone(),
+                )
             }
         };
-        let test = d_images(
-            &read(Split::Test)?,
-            Some(p.test_size),
-            p.seed,
-            Purpose::TestSubsample,
-            false,
-        )?;
         let k = train.target_dim();
-        let config = d_practical(
-            train.input_dim(),
-            p.blocks,
-            p.width,
-            p.activation,
-            k,
-            p.seed,
-        );
+        if test.target_dim() != k {
+            anyhow::bail!(
+                "the training images hold {k} classes but the test images {}: with so few \
+                 images some class was never drawn; use a larger --sizes or --test-size",
+                test.target_dim()
+            );
+        }
+        let config = match p.model {
+            Model::Practical => d_practical(
+                train.input_dim(),
+                p.blocks,
+                p.width,
+                p.activation,
+                k,
+                p.seed,
+            ),
+            Model::Resnet18 => d_resnet18(&shape, p.width, k, p.seed),
+        };
         let mut net = Network::init(&config, compute)?;
         let per_epoch = p.n.div_ceil(p.batch);
-        let mut cfg = TrainConfig::gd(p.step_size, p.epochs * per_epoch);
-        cfg.loss = Loss::CrossEntropy;
-        cfg.optimizer = Optimizer::Sgd {
-            batch_size: p.batch,
-            shuffle_seed: p.seed,
+        let cfg = TrainConfig {
+            loss: match p.loss {
+                LossKind::CrossEntropy => Loss::CrossEntropy,
+                LossKind::Quadratic => Loss::Quadratic,
+            },
+            optimizer: Optimizer::Sgd {
+                batch_size: p.batch,
+                shuffle_seed: p.seed,
+            },
+            momentum: p.momentum,
+            weight_decay: p.weight_decay,
+            observe_every: per_epoch,
+            checkpoint: Some(Checkpointing {
+                path: ctx.checkpoints.join("train.safetensors"),
+                every: per_epoch,
+                resume: true,
+            }),
+            ..TrainConfig::gd(p.step_size, p.epochs * per_epoch)
         };
-        cfg.observe_every = per_epoch;
-        let (mut loss, mut acc) = (Vec::new(), Vec::new());
-        let mut observe = |s: &Snapshot<'_>| {
-            loss.push(s.loss);
-            acc.push(accuracy(
-                &to_f64_vec(s.outputs.clone()),
-                s.data.targets(),
-                k,
-            ));
-        };
+        let mut epochs = Epochs::load(ctx.checkpoints.join("epochs.json"), k, p.stop_at_fit)?;
         train_with_progress(
             &mut net,
             &train,
             compute,
             &cfg,
-            &mut observe,
+            &mut epochs,
             ctx.bar.clone(),
         )?;
         let test_out =
             to_f64_vec(net.forward(compute.tensor(test.inputs(), [test.len(), test.input_dim()])));
         let test_accuracy = accuracy(&test_out, test.targets(), k);
+        let (loss, acc): (Vec<f64>, Vec<f64>) = epochs.seen.values().copied().unzip();
         let mut table = Table::new(&["epoch", "loss", "accuracy"]);
         for (e, (l, a)) in loss.iter().zip(&acc).enumerate() {
             table.push(vec![e as f64, *l, *a]);
@@ -267,12 +412,16 @@ impl Experiment for Practical {
         plots: &Path,
     ) -> Result<()> {
         let first = &runs[0].point;
+        let model = match first.model {
+            Model::Practical => format!("{} blocks, {}", first.blocks, first.activation),
+            Model::Resnet18 => "ResNet-18".to_string(),
+        };
         let setup = format!(
-            "{} blocks, {}, SGD B={}, η={}",
-            first.blocks, first.activation, first.batch, first.step_size
+            "{model}, SGD B={}, η={}, μ={}",
+            first.batch, first.step_size, first.momentum
         );
-        let mut settings: Vec<Setting> = runs.iter().map(|r| r.point.setting).collect();
-        settings.sort_by_key(|s| s.name());
+        let mut settings: Vec<String> = runs.iter().map(|r| r.point.curve()).collect();
+        settings.sort();
         settings.dedup();
         let n_max = runs.iter().map(|r| r.point.n).max().unwrap_or(0);
         let m_max = runs.iter().map(|r| r.point.width).max().unwrap_or(0);
@@ -289,7 +438,7 @@ impl Experiment for Practical {
             }),
         ] {
             let mut fig = Figure::new(
-                format!("D Fig. 1 at CPU scale: {y_label}, n={n_max}, m={m_max} ({setup})"),
+                format!("D Fig. 1 at CPU scale: {y_label}, n={n_max}, width {m_max} ({setup})"),
                 "epoch",
                 y_label,
             )
@@ -299,11 +448,11 @@ impl Experiment for Practical {
             } else {
                 Legend::UpperLeft
             });
-            for (i, &s) in settings.iter().enumerate() {
+            for (i, s) in settings.iter().enumerate() {
                 let rs: Vec<Vec<f64>> = runs
                     .iter()
                     .filter(|r| {
-                        r.point.setting == s && r.point.n == n_max && r.point.width == m_max
+                        r.point.curve() == *s && r.point.n == n_max && r.point.width == m_max
                     })
                     .map(|r| field(&r.output).clone())
                     .collect();
@@ -314,7 +463,7 @@ impl Experiment for Practical {
                     .skip(1)
                     .map(|(e, v)| (e as f64, v))
                     .collect();
-                fig = fig.with(band_series(s.name(), &pts).color(i));
+                fig = fig.with(band_series(s.as_str(), &pts).color(i));
             }
             fig.save(plots, stem)?;
         }
@@ -342,12 +491,12 @@ impl Experiment for Practical {
         let mut sizes: Vec<usize> = runs.iter().map(|r| r.point.n).collect();
         sizes.sort_unstable();
         sizes.dedup();
-        for (i, &s) in settings.iter().enumerate() {
+        for (i, s) in settings.iter().enumerate() {
             let mut samples = Vec::new();
             for &n in &sizes {
                 let mut seeds: Vec<u64> = runs
                     .iter()
-                    .filter(|r| r.point.setting == s && r.point.n == n)
+                    .filter(|r| r.point.curve() == *s && r.point.n == n)
                     .map(|r| r.point.seed)
                     .collect();
                 seeds.sort_unstable();
@@ -357,7 +506,7 @@ impl Experiment for Practical {
                     .filter_map(|&seed| {
                         runs.iter()
                             .filter(|r| {
-                                r.point.setting == s
+                                r.point.curve() == *s
                                     && r.point.n == n
                                     && r.point.seed == seed
                                     && r.output.epochs_to_fit.is_some()
@@ -370,13 +519,13 @@ impl Experiment for Practical {
                 samples.extend(needed.iter().map(|&p| (n as f64, p)));
                 let largest: Vec<&Finished<Point, Output>> = runs
                     .iter()
-                    .filter(|r| r.point.setting == s && r.point.n == n && r.point.width == m_max)
+                    .filter(|r| r.point.curve() == *s && r.point.n == n && r.point.width == m_max)
                     .collect();
                 let mean = |f: &dyn Fn(&Output) -> f64| {
                     Spread::of(&largest.iter().map(|r| f(&r.output)).collect::<Vec<_>>()).mean
                 };
                 table.push_labelled(
-                    vec![s.name().into()],
+                    vec![s.clone()],
                     vec![
                         n as f64,
                         seeds.len() as f64,
@@ -389,10 +538,8 @@ impl Experiment for Practical {
             }
             let (xs, ys): (Vec<f64>, Vec<f64>) = samples.iter().copied().unzip();
             let slope = log_log_fit(&xs, &ys).map(|f| f.slope);
-            slopes.insert(s.name().into(), slope.into());
-            let label = slope.map_or(s.name().to_string(), |v| {
-                format!("{} (slope {v:.2})", s.name())
-            });
+            slopes.insert(s.clone(), slope.into());
+            let label = slope.map_or(s.clone(), |v| format!("{s} (slope {v:.2})"));
             fig = fig.with(
                 band_series(label, &by_x(samples))
                     .style(Style::LineMarkers)
@@ -429,6 +576,91 @@ impl Experiment for Practical {
         }
         Ok(())
     }
+}
+
+/// Training loss and accuracy at each observed step, kept in a file beside the run's
+/// checkpoint so that a resumed run has the epochs before its restart; optionally ends the run
+/// at the first epoch with 100% training accuracy.
+struct Epochs {
+    path: PathBuf,
+    classes: usize,
+    stop_at_fit: bool,
+    seen: BTreeMap<usize, (f64, f64)>,
+}
+
+impl Epochs {
+    fn load(path: PathBuf, classes: usize, stop_at_fit: bool) -> Result<Self> {
+        let seen = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(Self {
+            path,
+            classes,
+            stop_at_fit,
+            seen,
+        })
+    }
+}
+
+impl Observer for Epochs {
+    fn observe(&mut self, s: &Snapshot<'_>) {
+        let acc = accuracy(
+            &to_f64_vec(s.outputs.clone()),
+            s.data.targets(),
+            self.classes,
+        );
+        self.seen.insert(s.step, (s.loss, acc));
+        let text = serde_json::to_string(&self.seen).expect("numbers serialize");
+        let tmp = self.path.with_extension("json.tmp");
+        let written = std::fs::create_dir_all(self.path.parent().expect("a folder"))
+            .and_then(|()| std::fs::write(&tmp, text))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            eprintln!("warning: could not write {}: {e}", self.path.display());
+        }
+    }
+
+    fn stop(&self) -> bool {
+        self.stop_at_fit
+            && self
+                .seen
+                .values()
+                .next_back()
+                .is_some_and(|&(_, a)| a >= 1.0)
+    }
+}
+
+fn parse_shape(text: &str) -> Result<Vec<usize>> {
+    let dims: Vec<usize> = text
+        .split('x')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--random-shape '{text}': expected e.g. 3x24x24"))?;
+    if dims.len() != 3 || dims.contains(&0) {
+        anyhow::bail!("--random-shape '{text}': expected channels x height x width, e.g. 3x24x24");
+    }
+    Ok(dims)
+}
+
+/// The first `n` images and the rest.
+fn split_images(all: ImageSet, n: usize) -> (ImageSet, ImageSet) {
+    let d: usize = all.shape.iter().product();
+    let rest = ImageSet {
+        pixels: all.pixels[n * d..].to_vec(),
+        labels: all.labels[n..].to_vec(),
+        shape: all.shape.clone(),
+        source: all.source.clone(),
+    };
+    let first = ImageSet {
+        pixels: all.pixels[..n * d].to_vec(),
+        labels: all.labels[..n].to_vec(),
+        ..all
+    };
+    (first, rest)
 }
 
 fn main() -> Result<()> {
