@@ -178,6 +178,77 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
 }
 
 #[test]
+fn resnet18_saves_its_batchnorm_statistics_and_has_no_gram_of_them() {
+    let base = scratch("resnet18");
+    let first = base.join("first");
+    let common = [
+        "--quiet",
+        "--dtype",
+        "f64",
+        "--model",
+        "resnet18",
+        "--width",
+        "2",
+        "--data",
+        "random-images",
+        "--image-shape",
+        "3x6x6",
+        "--n",
+        "16",
+        "--outputs",
+        "4",
+        "--classes",
+        "0,1,2,3",
+        "--loss",
+        "cross-entropy",
+    ];
+    let mut args = vec!["train", "--steps", "6", "--step-size", "0.05"];
+    args.extend_from_slice(&["--optimizer", "sgd", "--batch-size", "8"]);
+    args.extend_from_slice(&["--out", first.to_str().unwrap()]);
+    args.extend_from_slice(&common);
+    overparam_ok(&args);
+    let run = losses(&first);
+    // The final loss uses the running statistics the training moved; reloading the file
+    // without them would give another value.
+    let reload = base.join("reload");
+    let final_path = first.join("final.safetensors");
+    let mut args = vec!["train", "--steps", "0", "--out", reload.to_str().unwrap()];
+    args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
+    args.extend_from_slice(&common);
+    overparam_ok(&args);
+    assert_eq!(losses(&reload)[0].to_bits(), run[6].to_bits());
+
+    let gram = base.join("gram");
+    overparam_ok(&[
+        "gram",
+        "--out",
+        gram.to_str().unwrap(),
+        "--model",
+        "resnet18",
+        "--width",
+        "2",
+        "--data",
+        "random-images",
+        "--image-shape",
+        "3x6x6",
+        "--n",
+        "5",
+        "--outputs",
+        "1",
+    ]);
+    let files: Vec<String> = std::fs::read_dir(&gram)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        files.contains(&"gram_layer2.0.downsample.1.weight.npy".to_string()),
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| !f.contains("running")), "{files:?}");
+    std::fs::remove_dir_all(&base).ok();
+}
+
+#[test]
 fn divergence_writes_the_partial_history_and_fails() {
     let out = scratch("diverge");
     let result = overparam(&[

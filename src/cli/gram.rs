@@ -4,6 +4,7 @@ use super::args::{ComputeArgs, DataArgs, ModelArgs, Setup, SpectrumKind, setup};
 use super::{Timing, ensure_grams_fit, save_matrices, write_json};
 use clap::{Args, ValueEnum};
 use overparam_analysis::{GramStrategy, grams};
+use overparam_models::LayerKind;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -67,7 +68,15 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
     for warning in &g.warnings {
         eprintln!("warning: {warning}");
     }
-    let named = g.names.iter().map(String::as_str).chain(["total"]);
+    // BatchNorm running statistics are state, not parameters: no Gram matrix of their own.
+    let parameters: Vec<(&str, &_)> = g
+        .names
+        .iter()
+        .zip(&g.layers)
+        .zip(network.specs())
+        .filter(|(_, spec)| spec.kind != LayerKind::Statistic)
+        .map(|((name, layer), _)| (name.as_str(), layer))
+        .collect();
     let mut timing = Timing {
         matrices_s: start.elapsed().as_secs_f64(),
         ..Timing::default()
@@ -75,7 +84,7 @@ pub fn run(args: &GramArgs) -> anyhow::Result<()> {
     let spectra = save_matrices(
         &args.out,
         "gram",
-        named.zip(g.layers.iter().chain([&g.total])),
+        parameters.into_iter().chain([("total", &g.total)]),
         args.spectrum.into(),
         &mut timing,
     )?;
