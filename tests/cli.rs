@@ -317,6 +317,36 @@ fn gram_and_recorded_dynamics_are_written() {
     let lmin_total = total["lambda_min"].as_f64().unwrap();
     assert!(lmin_total >= json["spectra"][2]["lambda_min"].as_f64().unwrap());
 
+    // f32 products: the same spectrum to f32 accuracy, but not the same bits.
+    let f32_out = scratch("gram-f32");
+    overparam_ok(&[
+        "gram",
+        "--model",
+        "resnet",
+        "--depth",
+        "3",
+        "--width",
+        "16",
+        "--n",
+        "10",
+        "--d",
+        "4",
+        "--dtype",
+        "f64",
+        "--gram-dtype",
+        "f32",
+        "--out",
+        f32_out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(f32_out.join("spectrum.json")).unwrap();
+    let f32_json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(f32_json["gram_dtype"], "f32");
+    let lmax = |j: &serde_json::Value| j["spectra"][4]["lambda_max"].as_f64().unwrap();
+    let rel = (lmax(&f32_json) - lmax(&json)).abs() / lmax(&json);
+    assert!(rel < 1e-6 && rel > 0.0, "λ_max differs by {rel:e}");
+    let bad = overparam(&["gram", "--gram-dtype", "f16", "--n", "4"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use f64 or f32"));
+
     let run = scratch("dynamics");
     overparam_ok(&[
         "train",

@@ -10,6 +10,6 @@ pub mod spectrum;
 
 pub use dynamics::{DynamicsRecorder, Record, pattern_changes};
 pub use extremes::{Extremes, ExtremesMethod, extremes, symmetric_norm};
-pub use gram::{AnalysisError, GramStrategy, LayerGrams, grams};
+pub use gram::{AnalysisError, GramPrecision, GramStrategy, LayerGrams, grams, grams_in};
 pub use npy::{NpyWriter, write_npy};
 pub use spectrum::{Spectrum, SpectrumMode, operator_norm, spectral_norm};

@@ -2,7 +2,7 @@
 //! hand-computed values.
 
 use faer::Mat;
-use overparam_analysis::{DynamicsRecorder, GramStrategy, grams};
+use overparam_analysis::{DynamicsRecorder, GramPrecision, GramStrategy, grams, grams_in};
 use overparam_data::{Labels, sphere};
 use overparam_device::Compute;
 use overparam_models::{Activation, Architecture, ModelConfig, Network, initial_values};
@@ -98,6 +98,40 @@ fn autodiff_and_structured_agree_on_every_model() {
         }
         assert!(max_rel(&s.total, &a.total) < 1e-9);
     }
+}
+
+#[test]
+fn f32_products_stay_within_1e6_of_f64() {
+    // A's fc benchmark net (softplus, H = 3, d = 100, m = 1024) in f64 on 300 sphere points:
+    // the same traced matrices, products in f32 against f64.
+    let compute = Compute::cpu_f64().unwrap();
+    let config = ModelConfig {
+        input_dim: 100,
+        arch: Architecture::Fc {
+            depth: 3,
+            width: 1024,
+            activation: Activation::Softplus,
+        },
+        seed: 0,
+    };
+    let data = sphere(300, 100, Labels::Gaussian, 0).unwrap();
+    let net = Network::init(&config, &compute).unwrap();
+    let run = |p| grams_in(&net, data.inputs(), &compute, GramStrategy::Structured, p).unwrap();
+    let (f64_run, f32_run) = (run(GramPrecision::F64), run(GramPrecision::F32));
+    let mut worst = 0.0f64;
+    for (name, (a, b)) in f64_run
+        .names
+        .iter()
+        .zip(f64_run.layers.iter().zip(&f32_run.layers))
+    {
+        let err = max_rel(b, a);
+        // f32 rounding shows: the products are not done in f64 by mistake.
+        assert!(err > 1e-12, "{name}: f32 products agree to {err:e}");
+        worst = worst.max(err);
+    }
+    let total = max_rel(&f32_run.total, &f64_run.total);
+    assert!(worst < 1e-6, "largest layer difference {worst:e}");
+    assert!(total < 1e-6, "total difference {total:e}");
 }
 
 #[test]

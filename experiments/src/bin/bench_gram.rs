@@ -5,7 +5,7 @@
 use anyhow::Result;
 use clap::Parser;
 use faer::Mat;
-use overparam_analysis::{GramStrategy, grams, spectrum::lambda_min};
+use overparam_analysis::{GramPrecision, GramStrategy, grams, grams_in, spectrum::lambda_min};
 use overparam_device::Compute;
 use overparam_experiments::{setups::gram_benchmark, timing::median_seconds};
 use overparam_models::Network;
@@ -26,6 +26,10 @@ struct Args {
     /// Skip the (slow) autodiff reference.
     #[arg(long)]
     skip_autodiff: bool,
+    /// Precision of the network and of the structured products: f64, or f32 (an f32 network
+    /// and f32 products summed in f64 blocks).
+    #[arg(long, default_value = "f64")]
+    gram_dtype: GramPrecision,
 }
 
 /// Peak resident memory of this process so far (VmHWM), in MiB.
@@ -39,16 +43,28 @@ fn peak_rss_mib() -> Option<f64> {
 fn main() -> Result<()> {
     let args = Args::parse();
     let (n, d, m, depth) = (args.n, 100, args.width, 3);
-    let compute = Compute::cpu_f64()?;
+    let compute = match args.gram_dtype {
+        GramPrecision::F64 => Compute::cpu_f64()?,
+        GramPrecision::F32 => Compute::parse("cpu", "f32")?,
+    };
     let (data, config) = gram_benchmark(n, m)?;
     let net = Network::init(&config, &compute)?;
     println!(
-        "A fc softplus n={n} d={d} m={m} H={depth} f64, {} parameters",
+        "A fc softplus n={n} d={d} m={m} H={depth} {:?}, {} parameters",
+        args.gram_dtype,
         config.parameter_count()
     );
     let before = peak_rss_mib();
+    let precision = args.gram_dtype;
     let structured = median_seconds(args.reps, || {
-        grams(&net, data.inputs(), &compute, GramStrategy::Structured).expect("gram");
+        grams_in(
+            &net,
+            data.inputs(),
+            &compute,
+            GramStrategy::Structured,
+            precision,
+        )
+        .expect("gram");
     });
     // Per layer: A Aᵀ and B Bᵀ (2 n² k flops each) plus the Hadamard product.
     let cols: Vec<usize> = std::iter::once(d)
@@ -59,7 +75,8 @@ fn main() -> Result<()> {
         .sum::<f64>()
         + 2.0 * (n * n * m) as f64;
     println!(
-        "structured: {:.3} s, {:.1} GFLOP/s",
+        "structured ({:?} products): {:.3} s, {:.1} GFLOP/s",
+        args.gram_dtype,
         structured,
         flops / structured / 1e9
     );
