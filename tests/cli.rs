@@ -288,23 +288,13 @@ fn help_names_the_paper_symbols() {
 #[test]
 fn gram_and_recorded_dynamics_are_written() {
     let out = scratch("gram");
-    overparam_ok(&[
-        "gram",
-        "--model",
-        "resnet",
-        "--depth",
-        "3",
-        "--width",
-        "16",
-        "--n",
-        "10",
-        "--d",
-        "4",
-        "--dtype",
-        "f64",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let gram = |extra: &[&str]| {
+        let mut args = vec!["gram", "--model", "resnet", "--depth", "3", "--width", "16"];
+        args.extend_from_slice(&["--n", "10", "--d", "4", "--dtype", "f64"]);
+        args.extend_from_slice(extra);
+        overparam_ok(&args);
+    };
+    gram(&["--out", out.to_str().unwrap()]);
     for name in ["W1", "W2", "W3", "a", "total"] {
         let bytes = std::fs::read(out.join(format!("gram_{name}.npy"))).unwrap();
         assert!(bytes.starts_with(b"\x93NUMPY"));
@@ -319,25 +309,7 @@ fn gram_and_recorded_dynamics_are_written() {
 
     // f32 products: the same spectrum to f32 accuracy, but not the same bits.
     let f32_out = scratch("gram-f32");
-    overparam_ok(&[
-        "gram",
-        "--model",
-        "resnet",
-        "--depth",
-        "3",
-        "--width",
-        "16",
-        "--n",
-        "10",
-        "--d",
-        "4",
-        "--dtype",
-        "f64",
-        "--gram-dtype",
-        "f32",
-        "--out",
-        f32_out.to_str().unwrap(),
-    ]);
+    gram(&["--gram-dtype", "f32", "--out", f32_out.to_str().unwrap()]);
     let text = std::fs::read_to_string(f32_out.join("spectrum.json")).unwrap();
     let f32_json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(f32_json["gram_dtype"], "f32");
