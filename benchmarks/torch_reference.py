@@ -5,7 +5,8 @@ project depends on it. It times, with the same sizes, dtypes and thread count as
 
 - `cargo run --release -p overparam-experiments --bin bench_gram -- --skip-autodiff`:
   the per-layer Gram matrices of A's fc net (softplus, n = 1000, d = 100, m = 1024, H = 3,
-  f64) by the structured formula G^(h) = (A_h A_hᵀ) ∘ (B_h B_hᵀ), G^(a) = X_H X_Hᵀ;
+  f64) by the structured formula G^(h) = (A_h A_hᵀ) ∘ (B_h B_hᵀ), G^(a) = X_H X_Hᵀ, and
+  the same in f32 (`bench_gram --skip-autodiff --gram-dtype f32`);
 - `cargo run --release -p overparam-experiments --bin bench_gd_step`: one full-batch GD step
   (forward, backward, update) of B's two-layer ReLU net (n = d = 1000, m = 8000, f32, W
   trained, a fixed) and of A's fc net (softplus, n = 1000, d = 100, m = 1024, H = 3, f64, all
@@ -177,19 +178,21 @@ def main():
             side = "x".join(map(str, shape))
             print(f"resnet18 width {width:<3} {side} batch 128: {t:9.3f} s")
     if "gram" in only:
-        gram(args.reps, gen)
+        gram(args.reps, gen, torch.float64)
+        gram(args.reps, gen, torch.float32)
     if "gd" in only:
         gd(args.reps, gen)
 
 
-def gram(reps, gen):
-    """Structured Gram, A's fc net, f64."""
+def gram(reps, gen, dtype):
+    """Structured Gram, A's fc net, in `dtype`."""
     n, d, m, depth = 1000, 100, 1024, 3
-    x, _, weights, readout = fc_net(n, d, m, depth, torch.float64, gen)
+    x, _, weights, readout = fc_net(n, d, m, depth, dtype, gen)
     scale = math.sqrt(c_sigma_softplus() / m)
     leaves = [w.requires_grad_() for w in weights] + [readout.requires_grad_()]
     t = median_seconds(lambda: structured_gram(x, weights, readout, scale), reps)
-    print(f"structured Gram, A fc softplus n={n} d={d} m={m} H={depth} f64: {t:.3f} s")
+    name = str(dtype).removeprefix("torch.").replace("float", "f")
+    print(f"structured Gram, A fc softplus n={n} d={d} m={m} H={depth} {name}: {t:.3f} s")
 
 
 def gd(reps, gen):
