@@ -298,9 +298,8 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
                 let block = Mat::<f32>::from_fn(rows, width, |i, j| v[i * cols + start + j]);
                 let g = lower_gram(&block);
                 for j in 0..rows {
-                    for i in j..rows {
-                        sum[(i, j)] += f64::from(g[(i, j)]);
-                    }
+                    let (dst, src) = (&mut sum.col_as_slice_mut(j)[j..], &g.col_as_slice(j)[j..]);
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += f64::from(v));
                 }
             }
             sum
