@@ -299,7 +299,9 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
                 let g = lower_gram(&block);
                 for j in 0..rows {
                     let (dst, src) = (&mut sum.col_as_slice_mut(j)[j..], &g.col_as_slice(j)[j..]);
-                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += f64::from(v));
+                    dst.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &v)| *d += f64::from(v));
                 }
             }
             sum
