@@ -114,6 +114,7 @@ fn column(rows: &[Value], name: &str) -> Vec<f64> {
 }
 
 const TWO_LAYER: &str = env!("CARGO_BIN_EXE_two_layer");
+const PRACTICAL_SIZES: &str = env!("CARGO_BIN_EXE_practical_sizes");
 const TWO_LAYER_TINY: &[&str] = &[
     "--n",
     "30",
@@ -212,6 +213,79 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
         outputs(&dir.join("results")),
         outputs(&reference.join("results"))
     );
+}
+
+#[test]
+fn a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results() {
+    // One ResNet-18 run on D's Random, killed after a few epochs (checkpoint and observed
+    // epochs on disk, no results yet), then started again with the same command.
+    let args: &[&str] = &[
+        "--model",
+        "resnet18",
+        "--settings",
+        "random-pixels",
+        "--random-shape",
+        "3x8x8",
+        "--sizes",
+        "40",
+        "--widths",
+        "4",
+        "--epochs",
+        "120",
+        "--batch",
+        "10",
+        "--momentum",
+        "0.9",
+        "--step-size",
+        "0.05",
+        "--test-size",
+        "100",
+    ];
+    let reference = scratch("resume-in-run-reference");
+    run(PRACTICAL_SIZES, &reference, args);
+
+    let dir = scratch("resume-in-run");
+    let mut child = command(PRACTICAL_SIZES, &dir, args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let results = dir.join("results");
+    let epochs = results
+        .join("checkpoints")
+        .join("resnet18_random_n40_m4_seed0")
+        .join("epochs.json");
+    let seen = || {
+        std::fs::read_to_string(&epochs)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .map_or(0, |v| v.as_object().map_or(0, |o| o.len()))
+    };
+    let start = Instant::now();
+    while seen() < 4 && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen() >= 4, "the run observed {} epochs", seen());
+    assert!(
+        !results
+            .join("runs")
+            .join("resnet18_random_n40_m4_seed0.json")
+            .exists(),
+        "killed mid-run, not after it"
+    );
+    // Mark epoch 0 in the observed file: a resumed run keeps it (it goes on from its
+    // checkpoint, past epoch 0); a run restarted from scratch would observe epoch 0 again.
+    let mut observed: Value =
+        serde_json::from_str(&std::fs::read_to_string(&epochs).unwrap()).unwrap();
+    observed["0"] = serde_json::json!([123.0, 0.5]);
+    std::fs::write(&epochs, observed.to_string()).unwrap();
+    run(PRACTICAL_SIZES, &dir, args);
+    let mut expected = outputs(&reference.join("results"));
+    expected[0].1["loss"][0] = serde_json::json!(123.0);
+    expected[0].1["accuracy"][0] = serde_json::json!(0.5);
+    assert_eq!(outputs(&results), expected);
+    assert!(!results.join("checkpoints").exists());
 }
 
 #[test]
@@ -433,7 +507,7 @@ fn practical_sizes_memorizes_and_generalizes_only_on_natural_labels() {
     std::fs::create_dir_all(&data).unwrap();
     tiny_fashion(&data, 200);
     run(
-        env!("CARGO_BIN_EXE_practical_sizes"),
+        PRACTICAL_SIZES,
         &dir,
         &[
             "--fashion-dir",
@@ -486,7 +560,7 @@ fn practical_sizes_trains_resnet18_and_skips_missing_sets() {
     std::fs::create_dir_all(&data).unwrap();
     tiny_fashion(&data, 60);
     let out = run(
-        env!("CARGO_BIN_EXE_practical_sizes"),
+        PRACTICAL_SIZES,
         &dir,
         &[
             "--model",
