@@ -36,6 +36,20 @@ fn run(bin: &str, dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// Runs `bin` with `args` in `dir` and kills it once `reached()` holds (or after 120 s).
+fn kill_when(bin: &str, dir: &Path, args: &[&str], reached: impl Fn() -> bool) {
+    let mut child = command(bin, dir, args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !reached() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -172,10 +186,6 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
     run(TWO_LAYER, &reference, args);
 
     let dir = scratch("resume");
-    let mut child = command(TWO_LAYER, &dir, args)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let runs = dir.join("results").join("runs");
     let count = || {
         std::fs::read_dir(&runs)
@@ -191,12 +201,7 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
             })
             .unwrap_or(0)
     };
-    let start = Instant::now();
-    while count() < 1 && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(TWO_LAYER, &dir, args, || count() >= 1);
     let done = count();
     assert!((1..4).contains(&done), "killed after {done} of 4 runs");
     let out = run(TWO_LAYER, &dir, args);
@@ -245,10 +250,6 @@ fn a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results() {
     run(PRACTICAL_SIZES, &reference, args);
 
     let dir = scratch("resume-in-run");
-    let mut child = command(PRACTICAL_SIZES, &dir, args)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
     let results = dir.join("results");
     let epochs = results
         .join("checkpoints")
@@ -260,12 +261,7 @@ fn a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results() {
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .map_or(0, |v| v.as_object().map_or(0, |o| o.len()))
     };
-    let start = Instant::now();
-    while seen() < 4 && start.elapsed() < Duration::from_secs(120) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_when(PRACTICAL_SIZES, &dir, args, || seen() >= 4);
     assert!(seen() >= 4, "the run observed {} epochs", seen());
     assert!(
         !results
