@@ -21,6 +21,12 @@ struct Args {
     /// Divide n, d and m by this factor (for a quick smoke run).
     #[arg(long, default_value_t = 1)]
     shrink: usize,
+    /// Only the setups whose name contains this text (e.g. `fc`, `two_layer`).
+    #[arg(long)]
+    only: Option<String>,
+    /// Only this backend (flex or ndarray).
+    #[arg(long)]
+    backend: Option<BackendKind>,
 }
 
 struct Setup {
@@ -96,9 +102,16 @@ fn main() -> Result<()> {
         "median time of one full-batch GD step (forward + backward + update), {} reps",
         args.reps
     );
-    for setup in setups(args.shrink.max(1)) {
+    let wanted = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    for setup in setups(args.shrink.max(1))
+        .into_iter()
+        .filter(|s| wanted(s.name))
+    {
         let mut times = Vec::new();
-        for backend in backends {
+        for backend in backends
+            .into_iter()
+            .filter(|b| args.backend.is_none_or(|only| only == *b))
+        {
             if !backend.is_compiled() {
                 println!("{:<48} {backend:<8} not compiled in", setup.name);
                 continue;
