@@ -274,12 +274,14 @@ fn a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results() {
     // checkpoint, past epoch 0); a run restarted from scratch would observe epoch 0 again.
     let mut observed: Value =
         serde_json::from_str(&std::fs::read_to_string(&epochs).unwrap()).unwrap();
-    observed["0"] = serde_json::json!([123.0, 0.5]);
+    observed["0"] = serde_json::json!([123.0, 0.5, 7.0, 0.25]);
     std::fs::write(&epochs, observed.to_string()).unwrap();
     run(PRACTICAL_SIZES, &dir, args);
     let mut expected = outputs(&reference.join("results"));
     expected[0].1["loss"][0] = serde_json::json!(123.0);
     expected[0].1["accuracy"][0] = serde_json::json!(0.5);
+    expected[0].1["test_loss"][0] = serde_json::json!(7.0);
+    expected[0].1["test_accuracies"][0] = serde_json::json!(0.25);
     assert_eq!(outputs(&results), expected);
     assert!(!results.join("checkpoints").exists());
 }
@@ -607,8 +609,12 @@ fn practical_sizes_trains_resnet18_and_skips_missing_sets() {
         run["output"]["parameters"].as_u64(),
         Some(config.parameter_count() as u64)
     );
+    // Test accuracy is recorded every epoch; the last is the final network's.
+    let tests = run["output"]["test_accuracies"].as_array().unwrap();
+    assert_eq!(tests.last(), Some(&run["output"]["test_accuracy"]));
     // --stop-at-fit ended the run at its first epoch with 100% accuracy.
     let accuracy = run["output"]["accuracy"].as_array().unwrap();
+    assert_eq!(tests.len(), accuracy.len());
     assert_eq!(accuracy.last().unwrap().as_f64(), Some(1.0));
     assert_eq!(
         run["output"]["epochs_to_fit"].as_u64(),

@@ -18,6 +18,7 @@
 //! `cargo run --release -p overparam-experiments --bin practical_sizes -- --quick`
 
 use anyhow::{Context, Result};
+use burn::tensor::Tensor;
 use clap::{Parser, ValueEnum};
 use overparam_data::{FASHION_MNIST_DIR, ImageSet, Purpose, Split, accuracy, random_images};
 use overparam_device::to_f64_vec;
@@ -194,7 +195,13 @@ struct Output {
     accuracy: Vec<f64>,
     /// First epoch with 100% training accuracy.
     epochs_to_fit: Option<usize>,
-    /// Accuracy on the natural-label test images.
+    /// Test loss after each epoch (index 0: at init).
+    #[serde(default)]
+    test_loss: Vec<f64>,
+    /// Test accuracy after each epoch (index 0: at init).
+    #[serde(default)]
+    test_accuracies: Vec<f64>,
+    /// Test accuracy of the final network (natural test labels; fresh images for Random).
     test_accuracy: f64,
 }
 
@@ -376,7 +383,16 @@ impl Experiment for Practical {
             }),
             ..TrainConfig::gd(p.step_size, p.epochs * per_epoch)
         };
-        let mut epochs = Epochs::load(ctx.checkpoints.join("epochs.json"), k, p.stop_at_fit)?;
+        let path = ctx.checkpoints.join("epochs.json");
+        let mut epochs = Epochs {
+            seen: Epochs::saved(&path)?,
+            path,
+            classes: k,
+            stop_at_fit: p.stop_at_fit,
+            test: compute.tensor(test.inputs(), [test.len(), test.input_dim()]),
+            test_targets: test.targets().to_vec(),
+            loss: cfg.loss,
+        };
         train_with_progress(
             &mut net,
             &train,
@@ -385,21 +401,22 @@ impl Experiment for Practical {
             &mut epochs,
             ctx.bar.clone(),
         )?;
-        let test_out =
-            to_f64_vec(net.forward(compute.tensor(test.inputs(), [test.len(), test.input_dim()])));
-        let test_accuracy = accuracy(&test_out, test.targets(), k);
-        let (loss, acc): (Vec<f64>, Vec<f64>) = epochs.seen.values().copied().unzip();
-        let mut table = Table::new(&["epoch", "loss", "accuracy"]);
-        for (e, (l, a)) in loss.iter().zip(&acc).enumerate() {
-            table.push(vec![e as f64, *l, *a]);
+        let rows: Vec<[f64; 4]> = epochs.seen.values().copied().collect();
+        let column = |c: usize| -> Vec<f64> { rows.iter().map(|r| r[c]).collect() };
+        let mut table = Table::new(&["epoch", "loss", "accuracy", "test_loss", "test_accuracy"]);
+        for (e, r) in rows.iter().enumerate() {
+            table.push(vec![e as f64, r[0], r[1], r[2], r[3]]);
         }
+        let accuracy = column(1);
         Ok(RunOutput {
             output: Output {
                 parameters: config.parameter_count(),
-                epochs_to_fit: acc.iter().position(|&a| a >= 1.0),
-                loss,
-                accuracy: acc,
-                test_accuracy,
+                epochs_to_fit: accuracy.iter().position(|&a| a >= 1.0),
+                loss: column(0),
+                accuracy,
+                test_loss: column(2),
+                test_accuracy: rows.last().map_or(f64::NAN, |r| r[3]),
+                test_accuracies: column(3),
             },
             table: Some(table),
         })
@@ -578,42 +595,42 @@ impl Experiment for Practical {
     }
 }
 
-/// Training loss and accuracy at each observed step, kept in a file beside the run's
-/// checkpoint so that a resumed run has the epochs before its restart; optionally ends the run
-/// at the first epoch with 100% training accuracy.
+/// Training loss and accuracy (evaluation mode, the whole training set) and test loss and
+/// accuracy at each observed step, kept in a file beside the run's checkpoint so that a
+/// resumed run has the epochs before its restart; optionally ends the run at the first epoch
+/// with 100% training accuracy.
 struct Epochs {
     path: PathBuf,
     classes: usize,
     stop_at_fit: bool,
-    seen: BTreeMap<usize, (f64, f64)>,
+    /// Step → [train loss, train accuracy, test loss, test accuracy].
+    seen: BTreeMap<usize, [f64; 4]>,
+    test: Tensor<2>,
+    test_targets: Vec<f64>,
+    loss: Loss,
 }
 
 impl Epochs {
-    fn load(path: PathBuf, classes: usize, stop_at_fit: bool) -> Result<Self> {
-        let seen = if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        } else {
-            BTreeMap::new()
-        };
-        Ok(Self {
-            path,
-            classes,
-            stop_at_fit,
-            seen,
-        })
+    /// The observations saved at `path` by an earlier attempt of the run (none if absent).
+    fn saved(path: &Path) -> Result<BTreeMap<usize, [f64; 4]>> {
+        if !path.exists() {
+            return Ok(BTreeMap::new());
+        }
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }
 
 impl Observer for Epochs {
     fn observe(&mut self, s: &Snapshot<'_>) {
-        let acc = accuracy(
-            &to_f64_vec(s.outputs.clone()),
-            s.data.targets(),
-            self.classes,
-        );
-        self.seen.insert(s.step, (s.loss, acc));
+        let k = self.classes;
+        let train_acc = accuracy(&to_f64_vec(s.outputs.clone()), s.data.targets(), k);
+        let test_out = to_f64_vec(s.network.forward(self.test.clone()));
+        let test_loss = self.loss.value(&test_out, &self.test_targets, k);
+        let test_acc = accuracy(&test_out, &self.test_targets, k);
+        self.seen
+            .insert(s.step, [s.loss, train_acc, test_loss, test_acc]);
         let text = serde_json::to_string(&self.seen).expect("numbers serialize");
         let tmp = self.path.with_extension("json.tmp");
         let written = std::fs::create_dir_all(self.path.parent().expect("a folder"))
@@ -625,12 +642,7 @@ impl Observer for Epochs {
     }
 
     fn stop(&self) -> bool {
-        self.stop_at_fit
-            && self
-                .seen
-                .values()
-                .next_back()
-                .is_some_and(|&(_, a)| a >= 1.0)
+        self.stop_at_fit && self.seen.values().next_back().is_some_and(|r| r[1] >= 1.0)
     }
 }
 
