@@ -444,10 +444,14 @@ impl Experiment for Practical {
         let m_max = runs.iter().map(|r| r.point.width).max().unwrap_or(0);
 
         // D Fig. 1: loss and accuracy vs epoch (log x), the largest net on the largest n.
+        let loss_label = match first.loss {
+            LossKind::CrossEntropy => "training loss (cross-entropy)",
+            LossKind::Quadratic => "training loss (quadratic, one-hot)",
+        };
         for (stem, y_label, field) in [
             (
                 "training_loss",
-                "training loss (cross-entropy)",
+                loss_label,
                 (|o: &Output| &o.loss) as fn(&Output) -> &Vec<f64>,
             ),
             ("training_accuracy", "training accuracy", |o: &Output| {
