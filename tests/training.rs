@@ -9,8 +9,8 @@ use overparam::data::{Dataset, Labels, sphere};
 use overparam::device::{BackendKind, Compute, Precision, to_f64_vec};
 use overparam::models::{Activation, Architecture, ModelConfig, Network};
 use overparam::train::{
-    Checkpointing, Loss, Optimizer, Snapshot, TrainConfig, TrainError, loss_and_gradients, train,
-    trainable_mask,
+    Checkpointing, Loss, Observer, Optimizer, Snapshot, TrainConfig, TrainError,
+    loss_and_gradients, train, trainable_mask,
 };
 use std::panic::AssertUnwindSafe;
 
@@ -510,6 +510,41 @@ fn a_killed_resnet18_run_resumes_with_its_batchnorm_statistics() {
         loss: Loss::CrossEntropy,
         ..sgd(17, c)
     });
+}
+
+/// Stops the run once it has seen `at`.
+struct StopAt {
+    at: usize,
+    seen: usize,
+}
+
+impl Observer for StopAt {
+    fn observe(&mut self, s: &Snapshot<'_>) {
+        self.seen = s.step;
+    }
+
+    fn stop(&self) -> bool {
+        self.seen >= self.at
+    }
+}
+
+#[test]
+fn an_observer_can_end_the_run_at_an_observed_step() {
+    let compute = Compute::cpu_f64().unwrap();
+    let data = sphere(20, 5, Labels::Gaussian, 2).unwrap();
+    let mut stopped = Network::init(&fc_model(), &compute).unwrap();
+    let mut observer = StopAt { at: 6, seen: 0 };
+    let config = TrainConfig {
+        observe_every: 3,
+        ..sgd(30, None)
+    };
+    let history = train(&mut stopped, &data, &compute, &config, &mut observer).unwrap();
+    assert_eq!(history.observed_steps, vec![0, 3, 6]);
+    assert_eq!(history.loss.len(), 7, "losses of steps 0 … 6");
+    // The model is θ(6): the same as a run of 6 steps.
+    let mut six = Network::init(&fc_model(), &compute).unwrap();
+    train(&mut six, &data, &compute, &sgd(6, None), &mut ()).unwrap();
+    assert_eq!(value_bits(&stopped), value_bits(&six));
 }
 
 #[test]
