@@ -147,7 +147,9 @@ impl TrainError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// `loss[k]`: for GD the full-data loss `L(θ(k))`, k = 0..=steps; for SGD the loss of the
-    /// batch used at step k (and at k = steps the full-data loss).
+    /// batch used at step k (and at k = steps the full-data loss). Both come from the training
+    /// forward pass, which for BatchNorm networks normalizes with the batch's statistics; the
+    /// observed and final losses use evaluation mode.
     pub loss: Vec<f64>,
     /// Steps at which the observer was called.
     pub observed_steps: Vec<usize>,
