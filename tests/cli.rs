@@ -25,6 +25,17 @@ fn overparam_ok(args: &[&str]) -> Output {
     result
 }
 
+/// Runs the binary and fails the test unless it exits with an error whose message contains
+/// every one of `needles`.
+fn overparam_fails(args: &[&str], needles: &[&str]) {
+    let result = overparam(args);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success() && needles.iter().all(|n| stderr.contains(n)),
+        "{args:?}: {stderr}"
+    );
+}
+
 /// `overparam kernel` of A's fc net with relu, before `--data`'s value.
 const KERNEL_FC_RELU: [&str; 6] = ["kernel", "--model", "fc", "--activation", "relu", "--data"];
 
@@ -316,8 +327,10 @@ fn gram_and_recorded_dynamics_are_written() {
     let lmax = |j: &serde_json::Value| j["spectra"][4]["lambda_max"].as_f64().unwrap();
     let rel = (lmax(&f32_json) - lmax(&json)).abs() / lmax(&json);
     assert!(rel < 1e-6 && rel > 0.0, "λ_max differs by {rel:e}");
-    let bad = overparam(&["gram", "--gram-dtype", "f16", "--n", "4"]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("use f64 or f32"));
+    overparam_fails(
+        &["gram", "--gram-dtype", "f16", "--n", "4"],
+        &["use f64 or f32"],
+    );
 
     let run = scratch("dynamics");
     overparam_ok(&[
@@ -572,25 +585,23 @@ fn kernel_predicts_test_outputs() {
         assert!((0.0..=1.0).contains(&accuracy));
     }
     // Synthetic data have no test split: a clear error.
-    let result = overparam(&[
-        "kernel",
-        "--model",
-        "fc",
-        "--data",
-        "sphere",
-        "--n",
-        "5",
-        "--d",
-        "3",
-        "--test-n",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        !result.status.success() && stderr.contains("test split"),
-        "{stderr}"
+    overparam_fails(
+        &[
+            "kernel",
+            "--model",
+            "fc",
+            "--data",
+            "sphere",
+            "--n",
+            "5",
+            "--d",
+            "3",
+            "--test-n",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &["test split"],
     );
 }
 
@@ -642,16 +653,14 @@ fn sharded_kernel_merges_to_the_unsharded_one_bit_for_bit() {
         assert!(a == b, "{file} differs");
     }
     // A missing shard is named, not silently zero-filled.
-    let result = overparam(&[
-        "merge",
-        "--into",
-        dir.join("partial").to_str().unwrap(),
-        shards[0].to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        !result.status.success() && stderr.contains("in none of the 1 shards"),
-        "{stderr}"
+    overparam_fails(
+        &[
+            "merge",
+            "--into",
+            dir.join("partial").to_str().unwrap(),
+            shards[0].to_str().unwrap(),
+        ],
+        &["in none of the 1 shards"],
     );
 }
 
@@ -787,14 +796,7 @@ fn train_resumes_from_its_checkpoint_to_the_same_bits() {
         "20",
         "--resume",
     ]);
-    let result = overparam(&args);
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        !result.status.success()
-            && stderr.contains("checkpoint.safetensors")
-            && stderr.contains("another run"),
-        "{stderr}"
-    );
+    overparam_fails(&args, &["checkpoint.safetensors", "another run"]);
 }
 
 #[test]
@@ -859,23 +861,17 @@ fn kernel_predicts_on_npy_test_arrays() {
             .copied()
             .collect::<Vec<_>>(),
     );
-    let result = overparam(
+    let args = [
+        &base[..],
         &[
-            &base[..],
-            &[
-                "--targets",
-                &y,
-                "--test-inputs",
-                &wide,
-                "--test-targets",
-                &yt,
-            ],
-        ]
-        .concat(),
-    );
-    let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(
-        !result.status.success() && stderr.contains("7 inputs"),
-        "{stderr}"
-    );
+            "--targets",
+            &y,
+            "--test-inputs",
+            &wide,
+            "--test-targets",
+            &yt,
+        ],
+    ]
+    .concat();
+    overparam_fails(&args, &["7 inputs"]);
 }
