@@ -438,5 +438,9 @@ fn bad_shapes_are_errors() {
         outputs: CLASSES,
     };
     c.input_dim = 80;
-    assert!(c.validate().is_err());
+    let err = c.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("resnet18 model needs a spatial shape of 2 dimensions"),
+        "{err}"
+    );
 }

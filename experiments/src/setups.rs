@@ -65,7 +65,8 @@ pub fn d_practical(
 #[serde(rename_all = "kebab-case")]
 #[value(rename_all = "kebab-case")]
 pub enum FigureSet {
-    /// Fashion-MNIST (IDX; the Debian package's folder unless `<root>/fashion-mnist` exists).
+    /// Fashion-MNIST (IDX in `<root>/fashion-mnist`, else a given folder such as the Debian
+    /// package's).
     FashionMnist,
     /// MNIST (IDX files in `<root>/mnist`).
     Mnist,
@@ -92,12 +93,12 @@ impl FigureSet {
         }
     }
 
-    /// The folder the set is read from: `<root>/<name>`, or for Fashion-MNIST the Debian
-    /// package's folder when that does not exist.
-    pub fn dir(self, root: &Path) -> PathBuf {
+    /// The folder the set is read from: `<root>/<name>`, or for Fashion-MNIST `fashion_dir`
+    /// (e.g. [`FASHION_MNIST_DIR`], the Debian package's folder) when that does not exist.
+    pub fn dir(self, root: &Path, fashion_dir: &Path) -> PathBuf {
         let dir = root.join(self.name());
         if self == FigureSet::FashionMnist && !dir.exists() {
-            PathBuf::from(FASHION_MNIST_DIR)
+            fashion_dir.to_path_buf()
         } else {
             dir
         }

@@ -280,7 +280,8 @@ impl ModelConfig {
                 if kernel % 2 == 0 {
                     return Err(ConfigError::EvenKernel(*kernel));
                 }
-                self.check_images(*channels, spatial, "1 or 2")
+                let rank_ok = (1..=2).contains(&spatial.len());
+                self.check_images(*channels, spatial, rank_ok, "1 or 2")
             }
             Architecture::TwoLayer { width } => at_least("width m", *width, 1),
             Architecture::DeepRelu { depth, width } => {
@@ -304,23 +305,20 @@ impl ModelConfig {
                 at_least("width w", *width, 1)?;
                 at_least("input channels", *channels, 1)?;
                 at_least("outputs", *outputs, 1)?;
-                self.check_images(*channels, spatial, "2")
+                self.check_images(*channels, spatial, spatial.len() == 2, "2")
             }
         }
     }
 
-    /// Checks an image model's spatial rank (`allowed`: "2" or "1 or 2"), sizes, and that
-    /// channels × positions is the input dimension.
+    /// Checks an image model's spatial shape: its rank (`rank_ok`, described by `allowed` in
+    /// the error), its sizes, and that channels × positions is the input dimension.
     fn check_images(
         &self,
         channels: usize,
         spatial: &[usize],
+        rank_ok: bool,
         allowed: &'static str,
     ) -> Result<(), ConfigError> {
-        let rank_ok = match allowed {
-            "2" => spatial.len() == 2,
-            _ => (1..=2).contains(&spatial.len()),
-        };
         if !rank_ok {
             return Err(ConfigError::SpatialRank {
                 model: self.kind_name(),

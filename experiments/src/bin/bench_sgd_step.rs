@@ -7,7 +7,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use overparam_data::random_images;
+use overparam_data::{Purpose, random_images};
 use overparam_device::Compute;
 use overparam_experiments::setups::d_images;
 use overparam_experiments::timing::marginal_step_seconds;
@@ -35,7 +35,7 @@ fn step_seconds(args: &Args, width: usize, shape: [usize; 3]) -> Result<f64> {
     let compute = Compute::parse(&args.device, "f32")?;
     let n = args.batch;
     let images = random_images(n, &shape, 10, 0)?;
-    let data = d_images(&images, None, 0, overparam_data::Purpose::Subsample, false)?;
+    let data = d_images(&images, None, 0, Purpose::Subsample, false)?;
     let config = ModelConfig {
         input_dim: shape.iter().product(),
         arch: Architecture::Resnet18 {

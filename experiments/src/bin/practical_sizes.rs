@@ -153,10 +153,8 @@ struct Args {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Point {
     setting: Setting,
-    /// The image set (`None` for D's Random).
-    set: Option<FigureSet>,
-    /// Its folder.
-    dir: Option<PathBuf>,
+    /// The image set and its folder (`None` for D's Random).
+    source: Option<(FigureSet, PathBuf)>,
     /// The Random images' shape.
     random_shape: Vec<usize>,
     model: Model,
@@ -178,8 +176,8 @@ struct Point {
 impl Point {
     /// The curve this run belongs to: `<set> <setting>`, or `random` for D's Random.
     fn curve(&self) -> String {
-        match self.set {
-            Some(set) => format!("{} {}", set.name(), self.setting.name()),
+        match &self.source {
+            Some((set, _)) => format!("{} {}", set.name(), self.setting.name()),
             None => "random".into(),
         }
     }
@@ -237,16 +235,11 @@ impl Experiment for Practical {
         });
         let random_shape = parse_shape(&a.random_shape)?;
         // Each set found once, or D's Random alone.
-        let mut sources: Vec<(Option<FigureSet>, Option<PathBuf>)> = Vec::new();
+        let mut sources = Vec::new();
         for &set in &a.sets {
-            let dir = match set {
-                FigureSet::FashionMnist if !a.data_root.join(set.name()).exists() => {
-                    a.fashion_dir.clone()
-                }
-                _ => set.dir(&a.data_root),
-            };
+            let dir = set.dir(&a.data_root, &a.fashion_dir);
             if dir.is_dir() {
-                sources.push((Some(set), Some(dir)));
+                sources.push((set, dir));
             } else {
                 eprintln!(
                     "practical_sizes: skipping {}: no folder {}",
@@ -258,9 +251,9 @@ impl Experiment for Practical {
         let mut cases = Vec::new();
         for &setting in &a.settings {
             if setting == Setting::RandomPixels {
-                cases.push((setting, None, None));
+                cases.push((setting, None));
             } else {
-                cases.extend(sources.iter().map(|(s, d)| (setting, *s, d.clone())));
+                cases.extend(sources.iter().map(|source| (setting, Some(source.clone()))));
             }
         }
         if cases.is_empty() {
@@ -271,13 +264,12 @@ impl Experiment for Practical {
         }
         let mut grid = Vec::new();
         for seed in sweep.seeds() {
-            for (setting, set, dir) in &cases {
+            for (setting, source) in &cases {
                 for &n in &sizes {
                     for &width in &widths {
                         grid.push(Point {
                             setting: *setting,
-                            set: *set,
-                            dir: dir.clone(),
+                            source: source.clone(),
                             random_shape: random_shape.clone(),
                             model: a.model,
                             loss: a.loss,
@@ -318,8 +310,8 @@ impl Experiment for Practical {
     fn run(&self, p: &Point, ctx: &RunContext) -> Result<RunOutput<Output>> {
         let compute = &ctx.compute;
         const TRAIN: Purpose = Purpose::Subsample;
-        let (train, test, shape) = match (p.set, &p.dir) {
-            (Some(set), Some(dir)) => {
+        let (train, test, shape) = match &p.source {
+            Some((set, dir)) => {
                 let read = |split| {
                     set.read(dir, split)
                         .with_context(|| format!("reading {} from {}", set.name(), dir.display()))
@@ -332,7 +324,7 @@ impl Experiment for Practical {
                 let test = d_images(&test_images, test_n, p.seed, Purpose::TestSubsample, false)?;
                 (train, test, images.shape)
             }
-            _ => {
+            None => {
                 // D's Random: one draw of n + test_size images, split into train and test.
                 let all = random_images(p.n + p.test_size, &p.random_shape, 10, p.seed)?;
                 let (train, test) = split_images(all, p.n);
