@@ -1,7 +1,7 @@
 //! Per-layer Gram matrices `G^(h)_ij = ⟨∂f(x_i)/∂W^(h), ∂f(x_j)/∂W^(h)⟩` (A §4, App. A–D).
 
 use burn::tensor::Tensor;
-use faer::Mat;
+use faer::{Mat, MatRef};
 use overparam_device::{Compute, to_f64_vec};
 use overparam_models::{Architecture, LayerKind, Network, forward, forward_traced};
 use serde::{Deserialize, Serialize};
@@ -260,7 +260,7 @@ fn autodiff(net: &Network, x: &[f64], compute: &Compute) -> Vec<Mat<f64>> {
 
 /// The lower triangle of `A Aᵀ` (the upper one left at zero): half the products of a full
 /// matrix product, on all cores.
-fn lower_gram<T: faer::traits::ComplexField>(a: &Mat<T>) -> Mat<T> {
+fn lower_gram<T: faer::traits::ComplexField>(a: MatRef<'_, T>) -> Mat<T> {
     use faer::linalg::matmul::triangular::{BlockStructure, matmul};
     let n = a.nrows();
     let mut g = Mat::<T>::zeros(n, n);
@@ -283,7 +283,7 @@ fn lower_gram<T: faer::traits::ComplexField>(a: &Mat<T>) -> Mat<T> {
 fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
     let [rows, cols] = t.dims();
     match precision {
-        GramPrecision::F64 => lower_gram(&host_matrix(&to_f64_vec(t), rows, cols)),
+        GramPrecision::F64 => lower_gram(host_matrix(&to_f64_vec(t), rows, cols).as_ref()),
         GramPrecision::F32 => {
             let v: Vec<f32> = t
                 .into_data()
@@ -292,11 +292,10 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
                 .expect("a float tensor converts to f32");
             // f32 products over blocks of F32_BLOCK columns, summed in f64: rounding grows
             // with the block length, not with all `cols` terms of a long sum.
+            let a = Mat::<f32>::from_fn(rows, cols, |i, j| v[i * cols + j]);
             let mut sum = Mat::<f64>::zeros(rows, rows);
             for start in (0..cols).step_by(F32_BLOCK) {
-                let width = F32_BLOCK.min(cols - start);
-                let block = Mat::<f32>::from_fn(rows, width, |i, j| v[i * cols + start + j]);
-                let g = lower_gram(&block);
+                let g = lower_gram(a.subcols(start, F32_BLOCK.min(cols - start)));
                 for j in 0..rows {
                     let (dst, src) = (&mut sum.col_as_slice_mut(j)[j..], &g.col_as_slice(j)[j..]);
                     dst.iter_mut()
