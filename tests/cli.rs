@@ -192,10 +192,8 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
 fn resnet18_saves_its_batchnorm_statistics_and_has_no_gram_of_them() {
     let base = scratch("resnet18");
     let first = base.join("first");
-    let common = [
-        "--quiet",
-        "--dtype",
-        "f64",
+    // A tiny ResNet-18 on random images, for both commands.
+    let net = [
         "--model",
         "resnet18",
         "--width",
@@ -204,15 +202,13 @@ fn resnet18_saves_its_batchnorm_statistics_and_has_no_gram_of_them() {
         "random-images",
         "--image-shape",
         "3x6x6",
-        "--n",
-        "16",
-        "--outputs",
-        "4",
-        "--classes",
-        "0,1,2,3",
-        "--loss",
-        "cross-entropy",
     ];
+    let common = [
+        &net[..],
+        &["--quiet", "--dtype", "f64", "--n", "16", "--outputs", "4"],
+        &["--classes", "0,1,2,3", "--loss", "cross-entropy"],
+    ]
+    .concat();
     let mut args = vec!["train", "--steps", "6", "--step-size", "0.05"];
     args.extend_from_slice(&["--optimizer", "sgd", "--batch-size", "8"]);
     args.extend_from_slice(&["--out", first.to_str().unwrap()]);
@@ -230,23 +226,10 @@ fn resnet18_saves_its_batchnorm_statistics_and_has_no_gram_of_them() {
     assert_eq!(losses(&reload)[0].to_bits(), run[6].to_bits());
 
     let gram = base.join("gram");
-    overparam_ok(&[
-        "gram",
-        "--out",
-        gram.to_str().unwrap(),
-        "--model",
-        "resnet18",
-        "--width",
-        "2",
-        "--data",
-        "random-images",
-        "--image-shape",
-        "3x6x6",
-        "--n",
-        "5",
-        "--outputs",
-        "1",
-    ]);
+    let mut args = vec!["gram", "--out", gram.to_str().unwrap()];
+    args.extend_from_slice(&net);
+    args.extend_from_slice(&["--n", "5", "--outputs", "1"]);
+    overparam_ok(&args);
     let files: Vec<String> = std::fs::read_dir(&gram)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -129,6 +129,27 @@ fn column(rows: &[Value], name: &str) -> Vec<f64> {
 
 const TWO_LAYER: &str = env!("CARGO_BIN_EXE_two_layer");
 const PRACTICAL_SIZES: &str = env!("CARGO_BIN_EXE_practical_sizes");
+
+/// A ResNet-18 of width 4 on 40 images (D's Random at 3×8×8 where it runs), SGD with
+/// momentum, scored on 100 test images.
+const RESNET18_TINY: &[&str] = &[
+    "--model",
+    "resnet18",
+    "--random-shape",
+    "3x8x8",
+    "--sizes",
+    "40",
+    "--widths",
+    "4",
+    "--batch",
+    "10",
+    "--momentum",
+    "0.9",
+    "--step-size",
+    "0.05",
+    "--test-size",
+    "100",
+];
 const TWO_LAYER_TINY: &[&str] = &[
     "--n",
     "30",
@@ -224,28 +245,11 @@ fn an_interrupted_sweep_resumes_to_the_same_results() {
 fn a_run_killed_mid_training_resumes_from_its_checkpoint_to_the_same_results() {
     // One ResNet-18 run on D's Random, killed after a few epochs (checkpoint and observed
     // epochs on disk, no results yet), then started again with the same command.
-    let args: &[&str] = &[
-        "--model",
-        "resnet18",
-        "--settings",
-        "random-pixels",
-        "--random-shape",
-        "3x8x8",
-        "--sizes",
-        "40",
-        "--widths",
-        "4",
-        "--epochs",
-        "120",
-        "--batch",
-        "10",
-        "--momentum",
-        "0.9",
-        "--step-size",
-        "0.05",
-        "--test-size",
-        "100",
-    ];
+    let args = &[
+        RESNET18_TINY,
+        &["--settings", "random-pixels", "--epochs", "120"],
+    ]
+    .concat();
     let reference = scratch("resume-in-run-reference");
     run(PRACTICAL_SIZES, &reference, args);
 
@@ -557,41 +561,23 @@ fn practical_sizes_trains_resnet18_and_skips_missing_sets() {
     let data = dir.join("fashion");
     std::fs::create_dir_all(&data).unwrap();
     tiny_fashion(&data, 60);
-    let out = run(
-        PRACTICAL_SIZES,
-        &dir,
-        &[
-            "--model",
-            "resnet18",
-            "--sets",
-            "fashion-mnist,cifar10",
-            "--fashion-dir",
-            data.to_str().unwrap(),
-            "--settings",
-            "natural,random-pixels",
-            "--random-shape",
-            "3x8x8",
-            "--sizes",
-            "40",
-            "--widths",
-            "4",
-            "--epochs",
-            "60",
-            "--batch",
-            "10",
-            "--momentum",
-            "0.9",
-            "--step-size",
-            "0.05",
-            "--test-size",
-            "100",
-            "--stop-at-fit",
-            "--data-root",
-            dir.join("sets").to_str().unwrap(),
-        ],
-    );
+    let sets = dir.join("sets");
+    let extra = [
+        "--sets",
+        "fashion-mnist,cifar10",
+        "--fashion-dir",
+        data.to_str().unwrap(),
+        "--settings",
+        "natural,random-pixels",
+        "--epochs",
+        "60",
+        "--stop-at-fit",
+        "--data-root",
+        sets.to_str().unwrap(),
+    ];
+    let out = run(PRACTICAL_SIZES, &dir, &[RESNET18_TINY, &extra].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let missing = dir.join("sets").join("cifar10");
+    let missing = sets.join("cifar10");
     assert!(
         stderr.contains(&format!(
             "skipping cifar10: no folder {}",
