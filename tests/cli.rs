@@ -144,6 +144,17 @@ fn losses(dir: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// The loss of `train --steps 0` started from the `final.safetensors` of the run in `run`
+/// (with the options `common`), written to `out`.
+fn reloaded_loss(run: &Path, out: &Path, common: &[&str]) -> f64 {
+    let final_path = run.join("final.safetensors");
+    let mut args = vec!["train", "--steps", "0", "--out", out.to_str().unwrap()];
+    args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
+    args.extend_from_slice(common);
+    overparam_ok(&args);
+    losses(out)[0]
+}
+
 #[test]
 fn train_writes_results_and_parameters_that_reload_exactly() {
     for dtype in ["f32", "f64"] {
@@ -163,13 +174,8 @@ fn train_writes_results_and_parameters_that_reload_exactly() {
         assert!(run[5] < run[0]);
 
         // θ(5) from final.safetensors gives exactly L(θ(5)).
-        let reload = base.join("reload");
-        let final_path = first.join("final.safetensors");
-        let mut args = vec!["train", "--steps", "0", "--out", reload.to_str().unwrap()];
-        args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
-        args.extend_from_slice(&common);
-        overparam_ok(&args);
-        assert_eq!(losses(&reload)[0].to_bits(), run[5].to_bits(), "{dtype}");
+        let reloaded = reloaded_loss(&first, &base.join("reload"), &common);
+        assert_eq!(reloaded.to_bits(), run[5].to_bits(), "{dtype}");
 
         // θ(0) from init.safetensors replays the whole run bit for bit.
         let replay = base.join("replay");
@@ -217,13 +223,8 @@ fn resnet18_saves_its_batchnorm_statistics_and_has_no_gram_of_them() {
     let run = losses(&first);
     // The final loss uses the running statistics the training moved; reloading the file
     // without them would give another value.
-    let reload = base.join("reload");
-    let final_path = first.join("final.safetensors");
-    let mut args = vec!["train", "--steps", "0", "--out", reload.to_str().unwrap()];
-    args.extend_from_slice(&["--init-from", final_path.to_str().unwrap()]);
-    args.extend_from_slice(&common);
-    overparam_ok(&args);
-    assert_eq!(losses(&reload)[0].to_bits(), run[6].to_bits());
+    let reloaded = reloaded_loss(&first, &base.join("reload"), &common);
+    assert_eq!(reloaded.to_bits(), run[6].to_bits());
 
     let gram = base.join("gram");
     let mut args = vec!["gram", "--out", gram.to_str().unwrap()];
