@@ -278,21 +278,29 @@ fn lower_gram<T: faer::traits::ComplexField>(a: MatRef<'_, T>) -> Mat<T> {
     g
 }
 
+/// The row-major `rows × cols` values of tensor `t` in the element type `T`.
+fn host_values<T: burn::tensor::Element>(t: Tensor<2>) -> Vec<T> {
+    t.into_data()
+        .convert::<T>()
+        .try_into_vec::<T>()
+        .expect("a float tensor converts to f32 and f64")
+}
+
 /// The lower triangle of `A Aᵀ` for the row-major `rows × cols` values of tensor `t`, with the
-/// product in `precision`, returned in f64.
+/// product in `precision`, returned in f64 (the upper triangle left at zero). The tensor's
+/// values are read in place as a row-major matrix, never transposed on the host.
 fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
     let [rows, cols] = t.dims();
     match precision {
-        GramPrecision::F64 => lower_gram(host_matrix(&to_f64_vec(t), rows, cols).as_ref()),
+        GramPrecision::F64 => {
+            let v = host_values::<f64>(t);
+            lower_gram(MatRef::from_row_major_slice(&v, rows, cols))
+        }
         GramPrecision::F32 => {
-            let v: Vec<f32> = t
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("a float tensor converts to f32");
+            let v = host_values::<f32>(t);
+            let a = MatRef::from_row_major_slice(&v, rows, cols);
             // f32 products over blocks of F32_BLOCK columns, summed in f64: rounding grows
             // with the block length, not with all `cols` terms of a long sum.
-            let a = Mat::<f32>::from_fn(rows, cols, |i, j| v[i * cols + j]);
             let mut sum = Mat::<f64>::zeros(rows, rows);
             for start in (0..cols).step_by(F32_BLOCK) {
                 let g = lower_gram(a.subcols(start, F32_BLOCK.min(cols - start)));
@@ -311,31 +319,38 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
 /// Columns per f32 product block of [`GramPrecision::F32`].
 const F32_BLOCK: usize = 128;
 
-/// The symmetric matrix whose lower triangle is `f(i, j)` (i ≥ j).
-fn symmetric(n: usize, f: impl Fn(usize, usize) -> f64) -> Mat<f64> {
-    let mut g = Mat::<f64>::zeros(n, n);
-    for j in 0..n {
-        for i in j..n {
-            let v = f(i, j);
-            g[(i, j)] = v;
-            g[(j, i)] = v;
+/// Copies the lower triangle of `g` onto its upper one, in square tiles so that both the
+/// column reads and the row writes stay in cache.
+fn mirror_lower(g: &mut Mat<f64>) {
+    const TILE: usize = 64;
+    let n = g.nrows();
+    for jb in (0..n).step_by(TILE) {
+        for ib in (jb..n).step_by(TILE) {
+            for j in jb..(jb + TILE).min(n) {
+                for i in ib.max(j + 1)..(ib + TILE).min(n) {
+                    g[(j, i)] = g[(i, j)];
+                }
+            }
         }
     }
-    g
 }
 
 /// `A Aᵀ`.
 fn outer_gram(a: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
-    let n = a.dims()[0];
-    let lower = lower_gram_of(a, precision);
-    symmetric(n, |i, j| lower[(i, j)])
+    let mut g = lower_gram_of(a, precision);
+    mirror_lower(&mut g);
+    g
 }
 
 /// `(A Aᵀ) ∘ (B Bᵀ)`.
 fn hadamard_gram(a: Tensor<2>, b: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
-    let n = a.dims()[0];
-    let (aa, bb) = (lower_gram_of(a, precision), lower_gram_of(b, precision));
-    symmetric(n, |i, j| aa[(i, j)] * bb[(i, j)])
+    let (mut g, bb) = (lower_gram_of(a, precision), lower_gram_of(b, precision));
+    for j in 0..g.ncols() {
+        let (dst, src) = (&mut g.col_as_slice_mut(j)[j..], &bb.col_as_slice(j)[j..]);
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d *= v);
+    }
+    mirror_lower(&mut g);
+    g
 }
 
 /// The patches `Φ_i` (`p × q·c_in`) of one sample's flattened `c_in × p` activation: row l

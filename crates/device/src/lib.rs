@@ -269,6 +269,21 @@ impl fmt::Display for Compute {
     }
 }
 
+/// Whether `device` (with or without autodiff) is flex's. flex runs σ, log σ and GELU as
+/// single fused passes with exact f64 backward rules; the other backends run Burn's default
+/// bodies, which cast sigmoid to f32 and differentiate GELU through its tanh approximation.
+pub fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        device.clone().inner() == Device::flex()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
 /// Reads any float tensor back to the host as f64 values (row-major).
 pub fn to_f64_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
     tensor

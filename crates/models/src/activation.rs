@@ -36,13 +36,25 @@ impl Activation {
     ];
 
     /// σ applied elementwise to a Burn tensor (differentiable through autodiff).
+    ///
+    /// On flex, softplus is `−log σ(−z)`, σ and GELU are flex's own: one fused pass each way,
+    /// instead of the seven passes of Burn's `softplus`. The other backends run Burn's default
+    /// bodies, where sigmoid is cast to f32 and GELU's backward is its tanh approximation, so
+    /// there σ is `(1 + tanh(z/2))/2` and GELU `z (1 + erf(z/√2))/2`, exact in f64.
     pub fn apply<const D: usize>(self, z: Tensor<D>) -> Tensor<D> {
+        let flex = overparam_device::is_flex(&z.device());
         match self {
             Activation::Relu => activation::relu(z),
+            Activation::Softplus if flex => activation::log_sigmoid(z.neg()).neg(),
             Activation::Softplus => activation::softplus(z, 1.0),
             Activation::Tanh => activation::tanh(z),
-            Activation::Sigmoid => activation::sigmoid(z),
-            Activation::Gelu => activation::gelu(z),
+            Activation::Sigmoid if flex => activation::sigmoid(z),
+            Activation::Sigmoid => z.mul_scalar(0.5).tanh().add_scalar(1.0).mul_scalar(0.5),
+            Activation::Gelu if flex => activation::gelu(z),
+            Activation::Gelu => {
+                let phi = z.clone().mul_scalar(FRAC_1_SQRT_2).erf().add_scalar(1.0);
+                z.mul(phi).mul_scalar(0.5)
+            }
             Activation::Erf => z.erf(),
         }
     }
@@ -81,7 +93,7 @@ impl Activation {
     }
 }
 
-use std::f64::consts::PI;
+use std::f64::consts::{FRAC_1_SQRT_2, PI};
 
 #[inline]
 fn sigmoid(z: f64) -> f64 {
@@ -147,6 +159,55 @@ mod tests {
             for z in [-2.3, -0.7, 0.4, 1.9] {
                 let fd = (act.eval(z + h) - act.eval(z - h)) / (2.0 * h);
                 assert!((fd - act.derivative(z)).abs() < 1e-8, "{act} at {z}");
+            }
+        }
+    }
+
+    /// The tensor path (`apply` and its autodiff backward) against the scalar formulas, in
+    /// f64 on both CPU backends, out to the tails where a naive `ln(1 + e^z)` overflows or
+    /// rounds a tiny value to zero: relative 1e-14, plus two stated absolute floors. Burn's
+    /// GELU is `z (1 + erf(z/√2))/2`, which cancels in the lower tail: `1e-16·(1 + |z|)`, one
+    /// rounding of `1 + erf`. On ndarray, σ through tanh rounds its tiny lower tail through
+    /// `1 + tanh`: 2.3e-16. flex's fused ops need no floor. (Burn's own ndarray sigmoid was
+    /// 7.5e-8 off at z = −5 and its GELU gradient 4.6× off at z = −5.)
+    #[test]
+    fn tensor_path_matches_the_scalar_formulas() {
+        use overparam_device::{BackendKind, Compute, Precision, to_f64_vec};
+        let z = [
+            -700.0, -40.0, -5.0, -0.3, -1e-9, 0.0, 1e-9, 0.3, 5.0, 40.0, 700.0,
+        ];
+        for backend in [BackendKind::Flex, BackendKind::Ndarray] {
+            let compute = Compute::new(backend, Precision::F64).expect("CPU backends");
+            for act in Activation::ALL {
+                let leaf = compute.tensor(&z, [1, z.len()]).autodiff().require_grad();
+                let out = act.apply(leaf.clone());
+                let grad = to_f64_vec(leaf.grad(&out.clone().sum().backward()).expect("leaf"));
+                let values = to_f64_vec(out.without_autodiff());
+                for (k, &zk) in z.iter().enumerate() {
+                    let mut floor = if backend == BackendKind::Ndarray {
+                        2.3e-16
+                    } else {
+                        0.0
+                    };
+                    if act == Activation::Gelu {
+                        floor += 1e-16 * (1.0 + zk.abs());
+                    }
+                    let close =
+                        |got: f64, want: f64| (got - want).abs() <= 1e-14 * want.abs() + floor;
+                    let (v, d) = (act.eval(zk), act.derivative(zk));
+                    assert!(
+                        close(values[k], v),
+                        "{backend:?} {act}({zk}) = {} vs {v}",
+                        values[k]
+                    );
+                    if !(act == Activation::Relu && zk == 0.0) {
+                        assert!(
+                            close(grad[k], d),
+                            "{backend:?} {act}'({zk}) = {} vs {d}",
+                            grad[k]
+                        );
+                    }
+                }
             }
         }
     }
