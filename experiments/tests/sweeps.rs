@@ -503,6 +503,73 @@ fn tiny_fashion(dir: &Path, n: usize) {
 }
 
 #[test]
+fn kernel_regression_trains_fc_and_conv_nets_toward_their_kernels() {
+    // Classes 5 and 7 of the tiny 4×4 set: two limits, fc nets at the quick widths and conv
+    // ResNets at 4 and 64 channels, each against its own limit on the test images.
+    let dir = scratch("kernel-regression");
+    let data = dir.join("fashion");
+    std::fs::create_dir_all(&data).unwrap();
+    tiny_fashion(&data, 200);
+    run(
+        env!("CARGO_BIN_EXE_kernel_regression"),
+        &dir,
+        &[
+            "--quick",
+            "--fashion-dir",
+            data.to_str().unwrap(),
+            "--n",
+            "30",
+            "--n-test",
+            "30",
+            "--steps",
+            "40",
+            "--conv-depth",
+            "2",
+            "--conv-widths",
+            "4,64",
+        ],
+    );
+    let rows = check_files(
+        &dir,
+        6,
+        &["test_accuracy_vs_width", "distance_to_kernel_vs_width"],
+    );
+    let row = |model: &str, width: Option<f64>| {
+        rows.iter()
+            .find(|r| r["model"] == model && r["width"].as_f64() == width)
+            .unwrap_or_else(|| panic!("{model} {width:?} in {rows:?}"))
+    };
+    let field = |r: &Value, name: &str| r[name].as_f64().unwrap();
+    // The two classes differ in one pixel: kernel regression separates them.
+    for limit in ["fc_limit", "conv_resnet_limit"] {
+        assert!(
+            field(row(limit, None), "regression_accuracy") > 0.9,
+            "{rows:?}"
+        );
+    }
+    // 16× the channels bring the conv net's test outputs closer to its kernel's prediction
+    // (the leading term shrinks like m^{-1/2}: 4×), and GD at the limit's η = 1/λ_max(Θ)
+    // converges: the training loss falls at every step.
+    let (narrow, wide) = (
+        row("conv_resnet", Some(4.0)),
+        row("conv_resnet", Some(64.0)),
+    );
+    assert!(
+        field(wide, "distance_to_kernel_mean") < 0.5 * field(narrow, "distance_to_kernel_mean"),
+        "{rows:?}"
+    );
+    let history =
+        std::fs::read_to_string(dir.join("results/runs/conv_resnet-m64-seed0.csv")).unwrap();
+    let loss: Vec<f64> = history
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(loss.windows(2).all(|w| w[1] < w[0]), "{loss:?}");
+    assert_eq!(field(wide, "train_loss_mean"), *loss.last().unwrap());
+}
+
+#[test]
 fn practical_sizes_memorizes_and_generalizes_only_on_natural_labels() {
     let dir = scratch("practical");
     let data = dir.join("fashion");

@@ -1,13 +1,14 @@
 //! Finite nets against their kernels on test points (no paper has this figure): on two classes
 //! of Fashion-MNIST at full resolution, the test accuracy of kernel regression with A's
 //! conv ResNet limit and with the fc limit (Def. 7.1 / 5.1, papers.md §1.4), and the test
-//! accuracy of A's fc net trained by full-batch GD as its width m grows. In the kernel regime
+//! accuracy of A's fc net and conv ResNet trained by full-batch GD as their widths m grow
+//! (neurons for fc, channels for the conv net). In the kernel regime
 //! a trained net's test outputs approach `f_t(k) = f_t(0) + Θ_t Θ^{-1}(I − (I − ηΘ)^k)(y − u(0))`
 //! (Θ the limit of the whole Gram, Θ_t its test-against-training block, u(0), f_t(0) the net's
 //! own outputs at init): the report measures the RMS distance between the two as m grows.
 //!
-//! The conv nets themselves are not trained here: one GD step on 500 full-resolution images
-//! costs ~5 s per step at m = 32 on a 2-core CPU (`--device wgpu` makes it feasible).
+//! The conv nets are the expensive part: one GD step on 500 full-resolution images takes
+//! ~0.3 s at m = 8 and ~2 s at m = 32 on a 2-core CPU (`--device wgpu` for wider ones).
 //!
 //! `cargo run --release -p overparam-experiments --bin kernel_regression -- --quick`
 
@@ -31,8 +32,9 @@ use overparam_train::{TrainConfig, train_with_progress};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Kernel regression with A's limits against finite fc nets trained by GD, on test points.
-/// Grid: fc widths m ∈ {64, 256, 1024, 2048}; with --quick {64, 512}, n = 200.
+/// Kernel regression with A's limits against finite fc and conv nets trained by GD, on test
+/// points. Grid: fc widths m ∈ {64, 256, 1024, 2048}, conv widths {8, 16, 32}; with --quick
+/// {64, 512} and {4, 8}, n = 200.
 #[derive(Debug, Parser)]
 struct Args {
     #[command(flatten)]
@@ -49,9 +51,12 @@ struct Args {
     /// Depth H of the fc net and its limit.
     #[arg(long, default_value_t = 3)]
     depth: usize,
-    /// Depth H of the conv ResNet limit (3 × 3 patches, c_res = 0.5).
+    /// Depth H of the conv ResNet and its limit (3 × 3 patches, c_res = 0.5).
     #[arg(long, default_value_t = 4)]
     conv_depth: usize,
+    /// Channels m of the trained conv ResNets [default: 8,16,32; quick 4,8].
+    #[arg(long, value_delimiter = ',')]
+    conv_widths: Option<Vec<usize>>,
     /// GD steps of the finite nets (and of the kernel predictions at finite k).
     #[arg(long, default_value_t = 300)]
     steps: usize,
@@ -60,7 +65,7 @@ struct Args {
     fashion_dir: PathBuf,
 }
 
-/// One run: a kernel (no width) or a finite fc net.
+/// One run: a kernel (no width) or a finite fc or conv net.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Point {
     model: String,
@@ -125,8 +130,18 @@ impl Point {
         ))
     }
 
-    fn config(&self, model: &str, width: usize, shape: &[usize]) -> ModelConfig {
-        let arch = match model {
+    /// The kernel a run compares with: the conv limit for conv nets, else the fc limit.
+    fn kernel_model(&self) -> &'static str {
+        if self.model.starts_with("conv_resnet") {
+            "conv_resnet_limit"
+        } else {
+            "fc_limit"
+        }
+    }
+
+    /// The network (width m) or, with `width` 1, the kernel's config of this run.
+    fn config(&self, width: usize, shape: &[usize]) -> ModelConfig {
+        let arch = match self.kernel_model() {
             "conv_resnet_limit" => Architecture::ConvResnet {
                 depth: self.depth,
                 width,
@@ -186,6 +201,10 @@ impl Experiment for KernelRegression {
         } else {
             &[64, 256, 1024, 2048]
         };
+        let conv_widths =
+            a.conv_widths
+                .clone()
+                .unwrap_or(if q { vec![4, 8] } else { vec![8, 16, 32] });
         let mut grid = vec![
             point("conv_resnet_limit", None, 0, a.conv_depth),
             point("fc_limit", None, 0, a.depth),
@@ -193,6 +212,9 @@ impl Experiment for KernelRegression {
         for seed in sweep.seeds() {
             for &m in widths {
                 grid.push(point("fc", Some(m), seed, a.depth));
+            }
+            for &m in &conv_widths {
+                grid.push(point("conv_resnet", Some(m), seed, a.conv_depth));
             }
         }
         Ok(grid)
@@ -209,13 +231,8 @@ impl Experiment for KernelRegression {
         let (train, test) = p.data()?;
         let (n, d) = (train.len(), train.input_dim());
         let shape = train.shape().to_vec();
-        let kernel_model = if p.model == "conv_resnet_limit" {
-            "conv_resnet_limit"
-        } else {
-            "fc_limit"
-        };
         let set = KernelSet::new(
-            &p.config(kernel_model, 1, &shape),
+            &p.config(1, &shape),
             &[train.inputs(), test.inputs()].concat(),
         )?;
         let theta = set.block(0..n, 0..n, &|_| {}).total;
@@ -224,6 +241,16 @@ impl Experiment for KernelRegression {
         let y = train.target_matrix();
         let steps = [Some(p.steps), None];
         let Some(width) = p.width else {
+            // The kernel's test curve from zero outputs: k = 0, 1, 2, 5, 10, 20, … up to
+            // `steps`, then k = `steps` and k → ∞ (kernel regression).
+            let mut curve: Vec<usize> = [1, 2, 5]
+                .iter()
+                .flat_map(|&m| (0..6).map(move |e| m * 10usize.pow(e)))
+                .filter(|&k| k < p.steps)
+                .collect();
+            curve.sort_unstable();
+            curve.insert(0, 0);
+            let at: Vec<Option<usize>> = curve.iter().map(|&k| Some(k)).chain(steps).collect();
             let zeros = |rows| Mat::<f64>::zeros(rows, 1);
             let f = predict_test(
                 &theta,
@@ -231,10 +258,25 @@ impl Experiment for KernelRegression {
                 eta,
                 (&y, &zeros(n)),
                 &zeros(test.len()),
-                &steps,
+                &at,
             );
-            let (test_loss, test_accuracy) = scores(&f.outputs[0], test.targets());
-            let (regression_loss, regression_accuracy) = scores(&f.outputs[1], test.targets());
+            let score: Vec<(f64, f64)> = f
+                .outputs
+                .iter()
+                .map(|o| scores(o, test.targets()))
+                .collect();
+            let mut table = Table::new(&["step", "test_loss", "test_accuracy"]);
+            for (k, (loss, accuracy)) in curve.iter().chain([&p.steps]).zip(&score) {
+                table.push(vec![*k as f64, *loss, *accuracy]);
+            }
+            let [
+                ..,
+                (test_loss, test_accuracy),
+                (regression_loss, regression_accuracy),
+            ] = score[..]
+            else {
+                unreachable!("at least k = steps and k → ∞")
+            };
             return Ok(RunOutput {
                 output: Output {
                     eta,
@@ -246,11 +288,11 @@ impl Experiment for KernelRegression {
                     kernel_accuracy: None,
                     train_loss: None,
                 },
-                table: None,
+                table: Some(table),
             });
         };
         let compute = &ctx.compute;
-        let config = p.config("fc", width, &[d]);
+        let config = p.config(width, &shape);
         let mut net = Network::init(&config, compute)?;
         let outputs = |net: &Network, set: &Dataset| {
             column(&to_f64_vec(
@@ -303,31 +345,35 @@ impl Experiment for KernelRegression {
             first.classes, first.n, first.n_test, first.steps
         );
         let kernel = |model: &str| runs.iter().find(|r| r.point.model == model);
-        let nets: Vec<&Finished<Point, Output>> =
-            runs.iter().filter(|r| r.point.width.is_some()).collect();
         let width = |r: &Finished<Point, Output>| r.point.width.unwrap_or(0) as f64;
-        let accuracy = by_x(nets.iter().map(|r| (width(r), r.output.test_accuracy)));
-        let kernel_same_init = by_x(
-            nets.iter()
-                .filter_map(|r| r.output.kernel_accuracy.map(|a| (width(r), a))),
-        );
+        // The trained nets per model; each is compared with the limit of its own architecture.
+        let families: Vec<Family> = [
+            ("fc", "fc_limit", 0),
+            ("conv_resnet", "conv_resnet_limit", 2),
+        ]
+        .into_iter()
+        .map(|(model, limit, colour)| Family {
+            model,
+            limit,
+            colour,
+            nets: runs.iter().filter(|r| r.point.model == model).collect(),
+        })
+        .filter(|f| !f.nets.is_empty())
+        .collect();
         let mut fig = Figure::new(
-            format!("Test accuracy: finite fc nets vs kernels ({setup})"),
-            "width m",
+            format!("Test accuracy: finite nets vs their kernels ({setup})"),
+            "width m (fc: neurons per layer; conv: channels)",
             "test accuracy",
         )
         .scales(Scale::Log, Scale::Linear)
-        .legend(Legend::LowerRight)
-        .with(
-            band_series("fc net, GD", &accuracy)
-                .style(Style::LineMarkers)
-                .color(0),
+        .legend(Legend::LowerRight);
+        let mut distance_fig = Figure::new(
+            format!("Test outputs: net − kernel prediction ({setup})"),
+            "width m (fc: neurons per layer; conv: channels)",
+            "RMS of f_net(k) − f_kernel(k) on test points",
         )
-        .with(
-            band_series("fc limit from the net's init, same k", &kernel_same_init)
-                .style(Style::Dashed)
-                .color(1),
-        );
+        .scales(Scale::Log, Scale::Log)
+        .legend(Legend::UpperRight);
         let mut table = Table::labelled(
             &["model"],
             &[
@@ -342,22 +388,24 @@ impl Experiment for KernelRegression {
                 "distance_to_kernel_mean",
                 "kernel_accuracy_mean",
                 "eta",
+                "train_loss_mean",
             ],
         );
-        // The kernels' levels across the width range, one colour per kernel: solid after k
-        // steps, dashed for kernel regression.
-        let span = |y: f64| {
-            let (lo, hi) = accuracy
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(l, h), (m, _)| {
-                    (l.min(*m), h.max(*m))
-                });
-            vec![(lo, y), (hi, y)]
-        };
-        for (colour, model) in [(2, "conv_resnet_limit"), (3, "fc_limit")] {
+        let all_widths: Vec<f64> = runs
+            .iter()
+            .filter(|r| r.point.width.is_some())
+            .map(width)
+            .collect();
+        let (lo, hi) = all_widths
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &m| (l.min(m), h.max(m)));
+        // The kernels' levels across the width range: solid after k steps, dashed for kernel
+        // regression.
+        for (colour, model) in [(1, "conv_resnet_limit"), (3, "fc_limit")] {
             if let Some(k) = kernel(model) {
                 let o = &k.output;
                 let regression = o.regression_accuracy.unwrap_or(f64::NAN);
+                let span = |y: f64| vec![(lo, y), (hi, y)];
                 fig = fig
                     .with(
                         Series::line(
@@ -386,69 +434,95 @@ impl Experiment for KernelRegression {
                         f64::NAN,
                         f64::NAN,
                         o.eta,
+                        f64::NAN,
+                    ],
+                );
+            }
+        }
+        let mut slopes = serde_json::Map::new();
+        for Family {
+            model,
+            limit,
+            colour,
+            nets,
+        } in &families
+        {
+            let accuracy = by_x(nets.iter().map(|r| (width(r), r.output.test_accuracy)));
+            let same_init = by_x(
+                nets.iter()
+                    .filter_map(|r| r.output.kernel_accuracy.map(|a| (width(r), a))),
+            );
+            let distance = by_x(
+                nets.iter()
+                    .filter_map(|r| r.output.distance_to_kernel.map(|g| (width(r), g))),
+            );
+            let (xs, ys): (Vec<f64>, Vec<f64>) = distance.iter().map(|(m, s)| (*m, s.mean)).unzip();
+            let slope = log_log_fit(&xs, &ys).map_or(f64::NAN, |f| f.slope);
+            slopes.insert(format!("{model}_distance_slope"), slope.into());
+            fig = fig
+                .with(
+                    band_series(format!("{model} net, GD"), &accuracy)
+                        .style(Style::LineMarkers)
+                        .color(*colour),
+                )
+                .with(
+                    band_series(format!("{limit} from the net's init, same k"), &same_init)
+                        .style(Style::Dashed)
+                        .color(*colour),
+                );
+            distance_fig = distance_fig.with(
+                band_series(format!("{model} net (slope {slope:.2})"), &distance)
+                    .style(Style::LineMarkers)
+                    .color(*colour),
+            );
+            for (m, _) in &accuracy {
+                let group: Vec<&&Finished<Point, Output>> =
+                    nets.iter().filter(|r| width(r) == *m).collect();
+                let of = |f: &dyn Fn(&Output) -> f64| {
+                    Spread::of(&group.iter().map(|r| f(&r.output)).collect::<Vec<f64>>())
+                };
+                let acc = of(&|o| o.test_accuracy);
+                table.push_labelled(
+                    vec![(*model).into()],
+                    vec![
+                        *m,
+                        group.len() as f64,
+                        acc.mean,
+                        acc.min,
+                        acc.max,
+                        of(&|o| o.test_loss).mean,
+                        f64::NAN,
+                        f64::NAN,
+                        of(&|o| o.distance_to_kernel.unwrap_or(f64::NAN)).mean,
+                        of(&|o| o.kernel_accuracy.unwrap_or(f64::NAN)).mean,
+                        group[0].output.eta,
+                        of(&|o| o.train_loss.unwrap_or(f64::NAN)).mean,
                     ],
                 );
             }
         }
         fig.save(plots, "test_accuracy_vs_width")?;
-        let distance = by_x(
-            nets.iter()
-                .filter_map(|r| r.output.distance_to_kernel.map(|g| (width(r), g))),
-        );
-        let means: Vec<(f64, f64)> = distance.iter().map(|(m, s)| (*m, s.mean)).collect();
-        let (xs, ys): (Vec<f64>, Vec<f64>) = means.iter().copied().unzip();
-        let slope = log_log_fit(&xs, &ys).map_or(f64::NAN, |f| f.slope);
-        Figure::new(
-            format!("Test outputs: net − kernel prediction (slope {slope:.2}; {setup})"),
-            "width m",
-            "RMS of f_net(k) − f_kernel(k) on test points",
-        )
-        .scales(Scale::Log, Scale::Log)
-        .legend(Legend::UpperRight)
-        .with(
-            band_series("fc net", &distance)
-                .style(Style::LineMarkers)
-                .color(0),
-        )
-        .save(plots, "distance_to_kernel_vs_width")?;
-        for (m, _) in &accuracy {
-            let group: Vec<&&Finished<Point, Output>> =
-                nets.iter().filter(|r| width(r) == *m).collect();
-            let of = |f: &dyn Fn(&Output) -> f64| {
-                Spread::of(&group.iter().map(|r| f(&r.output)).collect::<Vec<f64>>())
-            };
-            let acc = of(&|o| o.test_accuracy);
-            table.push_labelled(
-                vec!["fc".into()],
-                vec![
-                    *m,
-                    group.len() as f64,
-                    acc.mean,
-                    acc.min,
-                    acc.max,
-                    of(&|o| o.test_loss).mean,
-                    f64::NAN,
-                    f64::NAN,
-                    of(&|o| o.distance_to_kernel.unwrap_or(f64::NAN)).mean,
-                    of(&|o| o.kernel_accuracy.unwrap_or(f64::NAN)).mean,
-                    group[0].output.eta,
-                ],
-            );
-        }
-        table.write_summary(
-            results.root(),
-            "summary",
-            serde_json::json!({ "setup": setup, "distance_slope": slope }),
-        )?;
+        distance_fig.save(plots, "distance_to_kernel_vs_width")?;
+        let mut meta = serde_json::Map::new();
+        meta.insert("setup".into(), setup.into());
+        meta.extend(slopes);
+        table.write_summary(results.root(), "summary", serde_json::Value::Object(meta))?;
         for (labels, v) in &table.rows {
             eprintln!(
-                "{:<18} m={:>5}: test accuracy {:.4} [{:.4}, {:.4}], regression {:.4}, distance to kernel {:.4}, kernel from same init {:.4}",
-                labels[0], v[0], v[2], v[3], v[4], v[6], v[8], v[9]
+                "{:<18} m={:>5}: test accuracy {:.4} [{:.4}, {:.4}], regression {:.4}, distance to kernel {:.4}, kernel from same init {:.4}, train loss {:.3}",
+                labels[0], v[0], v[2], v[3], v[4], v[6], v[8], v[9], v[11]
             );
         }
-        eprintln!("distance slope vs m: {slope:.3}");
         Ok(())
     }
+}
+
+/// The trained nets of one model and the limit they are compared with.
+struct Family<'a> {
+    model: &'static str,
+    limit: &'static str,
+    colour: usize,
+    nets: Vec<&'a Finished<Point, Output>>,
 }
 
 fn main() -> Result<()> {
