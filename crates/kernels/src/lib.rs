@@ -15,6 +15,7 @@ pub mod ntk;
 mod pairwise;
 mod patches;
 pub mod prediction;
+mod price;
 #[cfg(test)]
 mod reference;
 

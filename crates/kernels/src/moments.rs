@@ -4,6 +4,7 @@
 
 use crate::expectation::{GaussianPair, Moment, mehler, relu_moments};
 use crate::pairwise::{Tabulated, per_distinct};
+use crate::price::PriceSeries;
 
 /// Below this many entries the direct evaluation is cheaper than building a table.
 const TABLE_MIN_ENTRIES: usize = 48;
@@ -17,8 +18,9 @@ const TABLE_MIN_ENTRIES: usize = 48;
 ///   interpolated;
 /// - otherwise (the conv recursions, whose variances depend on sample and position):
 ///   Mehler's series `Σ_k ρ^k c_k(a) c_k(b)` from Hermite coefficients computed once per
-///   distinct variance, falling back to the direct quadrature for the pairs where its
-///   truncated tail could matter.
+///   distinct variance; where its truncated tail could matter (ρ near ±1), Price's series
+///   around perfect correlation (softplus, sigmoid, tanh: one 1-D pass for both
+///   expectations, `crate::price`), and the direct quadrature beyond both.
 pub(crate) enum Moments {
     Closed,
     Table {
@@ -33,6 +35,8 @@ pub(crate) enum Moments {
         derivatives: Vec<Vec<f64>>,
         /// Each entry's slot among the distinct variances.
         slot: Vec<u32>,
+        /// The expansion around ρ = ±1, for the activations it supports.
+        price: Option<PriceSeries>,
     },
 }
 
@@ -57,6 +61,7 @@ impl Moments {
             values: coefficients(Moment::Values),
             derivatives: coefficients(Moment::Derivatives),
             slot: slot.into_iter().map(|s| s as u32).collect(),
+            price: PriceSeries::new(pair.activation()),
         }
     }
 
@@ -122,6 +127,7 @@ impl Moments {
                 values,
                 derivatives,
                 slot,
+                price,
             } => {
                 let norm = (a * b).sqrt();
                 let rho = if norm > 0.0 {
@@ -130,14 +136,18 @@ impl Moments {
                     0.0
                 };
                 let (sa, sb) = (slot[ia] as usize, slot[ib] as usize);
-                let series = |coefficients: &[Vec<f64>], which| {
-                    mehler(&coefficients[sa], &coefficients[sb], rho)
-                        .unwrap_or_else(|| pair.moment(which, a, b, c))
-                };
-                (
-                    series(values, Moment::Values),
-                    series(derivatives, Moment::Derivatives),
-                )
+                let v = mehler(&values[sa], &values[sb], rho);
+                let d = mehler(&derivatives[sa], &derivatives[sb], rho);
+                if let (Some(v), Some(d)) = (v, d) {
+                    return (v, d);
+                }
+                match price.as_ref().and_then(|p| p.moments(a, b, c)) {
+                    Some((pv, pd)) => (v.unwrap_or(pv), d.unwrap_or(pd)),
+                    None => (
+                        v.unwrap_or_else(|| pair.moment(Moment::Values, a, b, c)),
+                        d.unwrap_or_else(|| pair.moment(Moment::Derivatives, a, b, c)),
+                    ),
+                }
             }
         }
     }
