@@ -10,7 +10,10 @@
 //! is a 1-D integral, and one pass over its nodes gives both series. Where Mehler's series
 //! converges too slowly (ρ within ~1e-2 of ±1, the deep layers of the conv recursion) this
 //! replaces a 2-D quadrature. For σ analytic in the strip `|Im| < δ`, `|σ^{(k)}| ≲ k!/δ^k`, so
-//! the k-th term is at most about `k! (|Δc|/δ²)^k`.
+//! the k-th term is at most about `k! (|Δc|/δ²)^k`. The expectation is smooth but in general not
+//! analytic at ρ = ±1 (with a = b, Mehler's series has radius 1 and nonnegative coefficients),
+//! so the series is asymptotic: its terms decrease up to k ≈ δ²/|Δc| ≥ 41 for the shifts used
+//! here, far beyond the orders needed to bring the bound below 1e-16.
 
 use crate::expectation::{analytic_strip, trapezoid};
 use overparam_models::Activation;
