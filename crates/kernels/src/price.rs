@@ -59,13 +59,19 @@ impl PriceSeries {
         }
     }
 
-    /// `σ^{(k)}(z)/k!` for k = 0 ..= order at two points at once (`out[k][p]` for `z[p]`): the
-    /// two recurrences run in lockstep, so that their dependency chains overlap.
-    fn taylor(&self, z: [f64; 2], order: usize, out: &mut [[f64; 2]; MAX_ORDER + 2]) {
+    /// `σ^{(k)}(z)/k!` for k = 0 ..= order at L points at once (`out[k][p]` for `z[p]`): the
+    /// L recurrences run in lockstep, so that their dependency chains overlap and the products
+    /// vectorize.
+    fn taylor<const L: usize>(
+        &self,
+        z: [f64; L],
+        order: usize,
+        out: &mut [[f64; L]; MAX_ORDER + 2],
+    ) {
         let softplus = self.activation == Activation::Softplus;
         let logistic = self.activation != Activation::Tanh;
-        let mut t = [[0.0; 2]; MAX_ORDER + 2];
-        for p in 0..2 {
+        let mut t = [[0.0; L]; MAX_ORDER + 2];
+        for p in 0..L {
             t[0][p] = if logistic {
                 let e = (-z[p].abs()).exp();
                 if softplus {
@@ -83,14 +89,14 @@ impl PriceSeries {
         // Softplus: σ = ∫ t, so its coefficient k is t_{k−1}/k and only order − 1 of t are needed.
         let last = if softplus { order - 1 } else { order };
         for k in 0..last {
-            let (mut half, mut i, mut j) = ([0.0; 2], 0, k);
+            let (mut half, mut i, mut j) = ([0.0; L], 0, k);
             while i < j {
-                for p in 0..2 {
+                for p in 0..L {
                     half[p] += t[i][p] * t[j][p];
                 }
                 (i, j) = (i + 1, j - 1);
             }
-            for p in 0..2 {
+            for p in 0..L {
                 let middle = if i == j { t[i][p] * t[i][p] } else { 0.0 };
                 let linear = if logistic {
                     t[k][p]
@@ -102,7 +108,7 @@ impl PriceSeries {
         }
         if softplus {
             for k in 1..=order {
-                for p in 0..2 {
+                for p in 0..L {
                     out[k][p] = t[k - 1][p] * RECIPROCALS[k];
                 }
             }
@@ -132,13 +138,23 @@ impl PriceSeries {
             }
         }
         let n = order + 2;
-        let mut d = [[0.0; 2]; MAX_ORDER + 2];
+        // Four nodes per pass, each with its u (even lane) and v (odd lane); a short last
+        // group is padded with weight 0.
+        const NODES: usize = 4;
+        let mut d = [[0.0; 2 * NODES]; MAX_ORDER + 2];
         // τ_k = E[σ^{(k)}(u) σ^{(k)}(v)] / k!², so that T_k = k!² τ_k.
         let mut tau = [0.0; MAX_ORDER + 2];
-        for (x, w) in trapezoid(sa.max(sb), self.strip) {
-            self.taylor([sa * x, sign * sb * x], n - 1, &mut d);
+        let nodes: Vec<(f64, f64)> = trapezoid(sa.max(sb), self.strip).collect();
+        for group in nodes.chunks(NODES) {
+            let (mut z, mut w) = ([0.0; 2 * NODES], [0.0; NODES]);
+            for (q, &(x, weight)) in group.iter().enumerate() {
+                (z[2 * q], z[2 * q + 1], w[q]) = (sa * x, sign * sb * x, weight);
+            }
+            self.taylor(z, n - 1, &mut d);
             for k in 0..n {
-                tau[k] += w * d[k][0] * d[k][1];
+                tau[k] += (0..NODES)
+                    .map(|q| w[q] * d[k][2 * q] * d[k][2 * q + 1])
+                    .sum::<f64>();
             }
         }
         // Σ_k T_{k+first} Δc^k / k! by Horner, with T_k = k!² τ_k.
