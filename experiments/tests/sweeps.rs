@@ -470,8 +470,11 @@ fn sgd_classification_fits_and_wider_nets_move_less() {
     assert_eq!(gd_wide["final_error"].as_f64().unwrap(), 0.0, "{gd_wide}");
 }
 
-/// Tiny Fashion-MNIST-layout IDX files: n images of 4×4 pixels per split, 10 classes.
-fn tiny_fashion(dir: &Path, n: usize) {
+/// Tiny Fashion-MNIST-layout IDX files in `dir/fashion` (returned): n images of 4×4 pixels per
+/// split, 10 classes.
+fn tiny_fashion(dir: &Path, n: usize) -> PathBuf {
+    let dir = dir.join("fashion");
+    std::fs::create_dir_all(&dir).unwrap();
     for (prefix, seed) in [("train", 1u32), ("t10k", 2)] {
         let mut state = seed;
         let mut next = || {
@@ -500,6 +503,7 @@ fn tiny_fashion(dir: &Path, n: usize) {
         )
         .unwrap();
     }
+    dir
 }
 
 #[test]
@@ -507,9 +511,7 @@ fn kernel_regression_trains_fc_and_conv_nets_toward_their_kernels() {
     // Classes 5 and 7 of the tiny 4×4 set: two limits, fc nets at the quick widths and conv
     // ResNets at 4 and 64 channels, each against its own limit on the test images.
     let dir = scratch("kernel-regression");
-    let data = dir.join("fashion");
-    std::fs::create_dir_all(&data).unwrap();
-    tiny_fashion(&data, 200);
+    let data = tiny_fashion(&dir, 200);
     run(
         env!("CARGO_BIN_EXE_kernel_regression"),
         &dir,
@@ -572,9 +574,7 @@ fn kernel_regression_trains_fc_and_conv_nets_toward_their_kernels() {
 #[test]
 fn practical_sizes_memorizes_and_generalizes_only_on_natural_labels() {
     let dir = scratch("practical");
-    let data = dir.join("fashion");
-    std::fs::create_dir_all(&data).unwrap();
-    tiny_fashion(&data, 200);
+    let data = tiny_fashion(&dir, 200);
     run(
         PRACTICAL_SIZES,
         &dir,
@@ -625,9 +625,7 @@ fn practical_sizes_memorizes_and_generalizes_only_on_natural_labels() {
 #[test]
 fn practical_sizes_trains_resnet18_and_skips_missing_sets() {
     let dir = scratch("practical-resnet18");
-    let data = dir.join("fashion");
-    std::fs::create_dir_all(&data).unwrap();
-    tiny_fashion(&data, 60);
+    let data = tiny_fashion(&dir, 60);
     let sets = dir.join("sets");
     let extra = [
         "--sets",

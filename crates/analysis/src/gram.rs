@@ -2,7 +2,8 @@
 
 use burn::tensor::Tensor;
 use faer::{Mat, MatRef};
-use overparam_device::{Compute, to_f64_vec};
+use overparam_device::{Compute, to_f64_vec, to_host_vec};
+use overparam_kernels::mirror_lower;
 use overparam_models::{Architecture, LayerKind, Network, forward, forward_traced};
 use serde::{Deserialize, Serialize};
 
@@ -278,14 +279,6 @@ fn lower_gram<T: faer::traits::ComplexField>(a: MatRef<'_, T>) -> Mat<T> {
     g
 }
 
-/// The row-major `rows × cols` values of tensor `t` in the element type `T`.
-fn host_values<T: burn::tensor::Element>(t: Tensor<2>) -> Vec<T> {
-    t.into_data()
-        .convert::<T>()
-        .try_into_vec::<T>()
-        .expect("a float tensor converts to f32 and f64")
-}
-
 /// The lower triangle of `A Aᵀ` for the row-major `rows × cols` values of tensor `t`, with the
 /// product in `precision`, returned in f64 (the upper triangle left at zero). The tensor's
 /// values are read in place as a row-major matrix, never transposed on the host.
@@ -293,11 +286,11 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
     let [rows, cols] = t.dims();
     match precision {
         GramPrecision::F64 => {
-            let v = host_values::<f64>(t);
+            let v = to_f64_vec(t);
             lower_gram(MatRef::from_row_major_slice(&v, rows, cols))
         }
         GramPrecision::F32 => {
-            let v = host_values::<f32>(t);
+            let v = to_host_vec::<f32, 2>(t);
             let a = MatRef::from_row_major_slice(&v, rows, cols);
             // f32 products over blocks of F32_BLOCK columns, summed in f64: rounding grows
             // with the block length, not with all `cols` terms of a long sum.
@@ -318,22 +311,6 @@ fn lower_gram_of(t: Tensor<2>, precision: GramPrecision) -> Mat<f64> {
 
 /// Columns per f32 product block of [`GramPrecision::F32`].
 const F32_BLOCK: usize = 128;
-
-/// Copies the lower triangle of `g` onto its upper one, in square tiles so that both the
-/// column reads and the row writes stay in cache.
-fn mirror_lower(g: &mut Mat<f64>) {
-    const TILE: usize = 64;
-    let n = g.nrows();
-    for jb in (0..n).step_by(TILE) {
-        for ib in (jb..n).step_by(TILE) {
-            for j in jb..(jb + TILE).min(n) {
-                for i in ib.max(j + 1)..(ib + TILE).min(n) {
-                    g[(j, i)] = g[(i, j)];
-                }
-            }
-        }
-    }
-}
 
 /// `A Aᵀ`.
 fn outer_gram(a: Tensor<2>, precision: GramPrecision) -> Mat<f64> {

@@ -284,13 +284,18 @@ pub fn is_flex(device: &Device) -> bool {
     }
 }
 
-/// Reads any float tensor back to the host as f64 values (row-major).
-pub fn to_f64_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+/// Reads any float tensor back to the host as values of `T` (f32 or f64; row-major).
+pub fn to_host_vec<T: burn::tensor::Element, const D: usize>(tensor: Tensor<D>) -> Vec<T> {
     tensor
         .into_data()
-        .convert::<f64>()
-        .try_into_vec::<f64>()
-        .expect("a float tensor converts to f64")
+        .convert::<T>()
+        .try_into_vec::<T>()
+        .expect("a float tensor converts to f32 and f64")
+}
+
+/// Reads any float tensor back to the host as f64 values (row-major).
+pub fn to_f64_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+    to_host_vec(tensor)
 }
 
 /// Reads a one-element tensor back to the host as f64.

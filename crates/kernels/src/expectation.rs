@@ -14,6 +14,16 @@ pub enum Moment {
     Derivatives,
 }
 
+impl Moment {
+    /// The function whose products this moment averages: σ or σ'.
+    pub(crate) fn of(self, activation: Activation) -> impl Fn(f64) -> f64 + Copy {
+        move |u| match self {
+            Moment::Values => activation.eval(u),
+            Moment::Derivatives => activation.derivative(u),
+        }
+    }
+}
+
 /// Highest degree of the Mehler series.
 pub(crate) const MEHLER_DEGREE: usize = 120;
 /// Half-width of the range in z for the Hermite coefficients: the Hermite functions of degree
@@ -273,8 +283,8 @@ impl GaussianPair {
                 2.0 / PI * arg.clamp(-1.0, 1.0).asin()
             }
             act => {
-                let strip = analytic_strip(act);
-                quadrature_in_strip(a, b, c, strip, |u| act.eval(u), |v| act.eval(v))
+                let f = Moment::Values.of(act);
+                quadrature_in_strip(a, b, c, analytic_strip(act), f, f)
             }
         }
     }
@@ -286,8 +296,8 @@ impl GaussianPair {
             Activation::Relu => self.moments(a, b, c).1,
             Activation::Erf => 4.0 / PI / ((1.0 + 2.0 * a) * (1.0 + 2.0 * b) - 4.0 * c * c).sqrt(),
             act => {
-                let (strip, d) = (analytic_strip(act), |u| act.derivative(u));
-                quadrature_in_strip(a, b, c, strip, d, d)
+                let d = Moment::Derivatives.of(act);
+                quadrature_in_strip(a, b, c, analytic_strip(act), d, d)
             }
         }
     }
@@ -319,7 +329,6 @@ impl GaussianPair {
     /// coefficients of all variances one product `B · [w_z g(sqrt(a) z)]`.
     pub(crate) fn hermite_batch(&self, which: Moment, variances: &[f64]) -> Vec<Vec<f64>> {
         const CHUNK: usize = 1024;
-        let act = self.activation;
         let largest = variances.iter().fold(0.0f64, |m, &a| m.max(a)).sqrt();
         let h = (0.25 / largest.max(1e-300)).min(0.1);
         let k = (MEHLER_RANGE / h).ceil() as i64;
@@ -339,16 +348,12 @@ impl GaussianPair {
             }
         }
         let weights: Vec<f64> = nodes.iter().map(|z| norm * (-0.5 * z * z).exp()).collect();
+        let g = which.of(self.activation);
         let chunks = variances.len().div_ceil(CHUNK);
         let parts = crate::pairwise::parallel_map(chunks, &|chunk| {
             let part = &variances[chunk * CHUNK..((chunk + 1) * CHUNK).min(variances.len())];
             let samples = Mat::<f64>::from_fn(nodes.len(), part.len(), |t, v| {
-                let u = part[v].max(0.0).sqrt() * nodes[t];
-                weights[t]
-                    * match which {
-                        Moment::Values => act.eval(u),
-                        Moment::Derivatives => act.derivative(u),
-                    }
+                weights[t] * g(part[v].max(0.0).sqrt() * nodes[t])
             });
             let mut coefficients = Mat::<f64>::zeros(MEHLER_DEGREE + 1, part.len());
             faer::linalg::matmul::matmul(
@@ -513,8 +518,6 @@ mod tests {
             Activation::Gelu,
         ] {
             let pair = GaussianPair::new(act);
-            let d = |u: f64| act.derivative(u);
-            let f = |u: f64| act.eval(u);
             for (a, b, rho) in [
                 (9.0, 7.0, 0.9995),
                 (4.0, 4.5, -0.999),
@@ -526,12 +529,10 @@ mod tests {
                     f64::sqrt(b * (1.0 - rho * rho)) <= NARROW,
                     "the narrow path"
                 );
-                for (g, which) in [
-                    (&f as &dyn Fn(f64) -> f64, Moment::Values),
-                    (&d, Moment::Derivatives),
-                ] {
+                for which in [Moment::Values, Moment::Derivatives] {
+                    let g = which.of(act);
                     let q = pair.moment(which, a, b, c);
-                    let reference = fine(a, b, rho, g, g);
+                    let reference = fine(a, b, rho, &g, &g);
                     assert!(
                         (q - reference).abs() < 1e-10,
                         "{act} {which:?} a={a} b={b} ρ={rho}: {q} vs {reference}"
@@ -555,8 +556,6 @@ mod tests {
             Activation::Gelu,
         ] {
             let pair = GaussianPair::new(act);
-            let d = |u: f64| act.derivative(u);
-            let f = |u: f64| act.eval(u);
             let narrow = analytic_strip(act) / 8.0;
             for (a, b) in [
                 (0.05, 0.3),
@@ -567,10 +566,8 @@ mod tests {
             ] {
                 for rho in [-0.97, -0.3, 0.0, 0.45, 0.9, 0.99, 0.996, 0.9995, 0.999_999] {
                     let c = rho * f64::sqrt(a * b);
-                    for (g, which) in [
-                        (&f as &dyn Fn(f64) -> f64, Moment::Values),
-                        (&d, Moment::Derivatives),
-                    ] {
+                    for which in [Moment::Values, Moment::Derivatives] {
+                        let g = which.of(act);
                         let q = pair.moment(which, a, b, c);
                         let fine = quadrature_in_strip(a, b, c, narrow, g, g);
                         let e = (q - fine).abs() / fine.abs().max(1.0);

@@ -24,4 +24,5 @@ pub use hinf::{h_infinity, h_infinity_cross};
 pub use ntk::{
     KernelError, KernelSet, NtkLimit, block_bytes, limit_bytes, ntk_cross, ntk_limit, pair_count,
 };
+pub use pairwise::mirror_lower;
 pub use prediction::{KernelPrediction, TestPrediction, predict, predict_flow, predict_test};

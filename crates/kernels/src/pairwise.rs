@@ -189,8 +189,9 @@ pub(crate) fn parallel_map<T: Send>(len: usize, f: &(impl Fn(usize) -> T + Sync)
         .collect()
 }
 
-/// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache.
-pub(crate) fn mirror_lower(m: &mut Mat<f64>) {
+/// Copies the lower triangle onto the upper one, in tiles so both sides stay in cache (also
+/// the analysis crate's Gram products, which compute one triangle).
+pub fn mirror_lower(m: &mut Mat<f64>) {
     const TILE: usize = 64;
     let n = m.nrows();
     for jb in (0..n).step_by(TILE) {

@@ -35,6 +35,16 @@ const RECIPROCALS: [f64; MAX_ORDER + 2] = {
     }
     r
 };
+/// `k!`, for `T_k = k!² τ_k`.
+const FACTORIALS: [f64; MAX_ORDER + 2] = {
+    let mut f = [1.0; MAX_ORDER + 2];
+    let mut k = 1;
+    while k < MAX_ORDER + 2 {
+        f[k] = f[k - 1] * k as f64;
+        k += 1;
+    }
+    f
+};
 
 /// The Taylor coefficients `σ^{(k)}(z)/k!` of σ at a point, by the recurrence of the ODE of its
 /// base function: `t' = t − t²` for the logistic `t = 1/(1 + e^{−z})` (σ' of softplus, σ of
@@ -158,11 +168,10 @@ impl PriceSeries {
             }
         }
         // Σ_k T_{k+first} Δc^k / k! by Horner, with T_k = k!² τ_k.
-        let factorial = |k: usize| (1..=k).map(|i| i as f64).product::<f64>();
         let series = |first: usize| {
             (0..=order).rev().fold(0.0, |acc, k| {
-                let f = factorial(k + first);
-                acc * shift / (k + 1) as f64 + f * f * tau[first + k]
+                let f = FACTORIALS[k + first];
+                acc * shift * RECIPROCALS[k + 1] + f * f * tau[first + k]
             })
         };
         Some((series(0), series(1)))

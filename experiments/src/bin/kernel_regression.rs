@@ -362,14 +362,14 @@ impl Experiment for KernelRegression {
         .collect();
         let mut fig = Figure::new(
             format!("Test accuracy: finite nets vs their kernels ({setup})"),
-            "width m (fc: neurons per layer; conv: channels)",
+            WIDTH_AXIS,
             "test accuracy",
         )
         .scales(Scale::Log, Scale::Linear)
         .legend(Legend::LowerRight);
         let mut distance_fig = Figure::new(
             format!("Test outputs: net − kernel prediction ({setup})"),
-            "width m (fc: neurons per layer; conv: channels)",
+            WIDTH_AXIS,
             "RMS of f_net(k) − f_kernel(k) on test points",
         )
         .scales(Scale::Log, Scale::Log)
@@ -516,6 +516,9 @@ impl Experiment for KernelRegression {
         Ok(())
     }
 }
+
+/// The x axis of both figures.
+const WIDTH_AXIS: &str = "width m (fc: neurons per layer; conv: channels)";
 
 /// The trained nets of one model and the limit they are compared with.
 struct Family<'a> {
