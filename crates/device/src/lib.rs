@@ -8,6 +8,11 @@
 //! through the device's global default dtype, which Burn lets a process set only once: one
 //! process can therefore hold f32 and f64 models side by side.
 
+#[cfg(feature = "flex")]
+pub mod fused;
+#[cfg(any(feature = "flex", test))]
+mod vmath;
+
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -282,6 +287,16 @@ pub fn is_flex(device: &Device) -> bool {
         let _ = device;
         false
     }
+}
+
+/// Softplus `log(1 + e^z)`, differentiable: on flex one fused pass each way ([`fused`]),
+/// elsewhere Burn's `softplus`.
+pub fn softplus<const D: usize>(z: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if is_flex(&z.device()) {
+        return fused::softplus(z);
+    }
+    burn::tensor::activation::softplus(z, 1.0)
 }
 
 /// Reads any float tensor back to the host as values of `T` (f32 or f64; row-major).

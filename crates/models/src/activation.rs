@@ -37,16 +37,16 @@ impl Activation {
 
     /// σ applied elementwise to a Burn tensor (differentiable through autodiff).
     ///
-    /// On flex, softplus is `−log σ(−z)`, σ and GELU are flex's own: one fused pass each way,
-    /// instead of the seven passes of Burn's `softplus`. The other backends run Burn's default
+    /// On flex, softplus is [`overparam_device::softplus`]'s vectorized, multi-threaded kernel,
+    /// σ and GELU are flex's own: one fused pass each way, instead of the seven passes of
+    /// Burn's `softplus`. The other backends run Burn's default
     /// bodies, where sigmoid is cast to f32 and GELU's backward is its tanh approximation, so
     /// there σ is `(1 + tanh(z/2))/2` and GELU `z (1 + erf(z/√2))/2`, exact in f64.
     pub fn apply<const D: usize>(self, z: Tensor<D>) -> Tensor<D> {
         let flex = overparam_device::is_flex(&z.device());
         match self {
             Activation::Relu => activation::relu(z),
-            Activation::Softplus if flex => activation::log_sigmoid(z.neg()).neg(),
-            Activation::Softplus => activation::softplus(z, 1.0),
+            Activation::Softplus => overparam_device::softplus(z),
             Activation::Tanh => activation::tanh(z),
             Activation::Sigmoid if flex => activation::sigmoid(z),
             Activation::Sigmoid => z.mul_scalar(0.5).tanh().add_scalar(1.0).mul_scalar(0.5),
