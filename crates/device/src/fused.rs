@@ -137,17 +137,11 @@ fn map_typed<K: Kernel, T: Lane>(z: &FlexTensor, g: &FlexTensor) -> FlexTensor {
 /// Runs a kernel over slices with the widest FMA instruction set the CPU has.
 mod simd {
     use super::{Kernel, Lane};
+    use crate::vmath::Simd;
 
     /// Whether this CPU has fused multiply–add, which the kernels' polynomials need.
     pub fn available() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            cfg!(target_arch = "aarch64")
-        }
+        Simd::detect() != Simd::None
     }
 
     #[inline(always)]
@@ -171,23 +165,14 @@ mod simd {
 
     /// `out[i] = K(z[i], g[i])`; only called when [`available`] holds.
     pub fn run<K: Kernel, T: Lane>(z: &[T], g: &[T], out: &mut [T]) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx512 = is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512dq")
-                && is_x86_feature_detected!("avx512vl");
-            // SAFETY: the features each variant enables were detected on this CPU (AVX2 and
-            // FMA by `available`, checked by the caller).
-            unsafe {
-                if avx512 {
-                    lanes_avx512::<K, T>(z, g, out)
-                } else {
-                    lanes_avx2::<K, T>(z, g, out)
-                }
-            }
+        match Simd::detect() {
+            // SAFETY: each variant runs only where its features were detected.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { lanes_avx512::<K, T>(z, g, out) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { lanes_avx2::<K, T>(z, g, out) },
+            _ => lanes::<K, T>(z, g, out),
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        lanes::<K, T>(z, g, out);
     }
 }
 

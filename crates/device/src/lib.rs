@@ -10,8 +10,7 @@
 
 #[cfg(feature = "flex")]
 pub mod fused;
-#[cfg(any(feature = "flex", test))]
-mod vmath;
+pub mod vmath;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Branch-free `exp`, `log1p`, softplus and the logistic σ on f64 lanes.
 //!
 //! Written so that a loop over a slice compiles to SIMD code once FMA is enabled (see
-//! [`crate::fused`]): no calls, no branches, only selects and integer bit work. Accuracy is a
+//! [`crate::fused`] and [`Simd`]): no calls, no branches, only selects and integer bit work. Accuracy is a
 //! few ulp over the whole f64 range, tested against the standard library below.
 //!
 //! * `e^x` for `x ≤ 0`: `x = k ln 2 + r` with `|r| ≤ ln 2 / 2`, Taylor to degree 13
@@ -10,6 +10,50 @@
 //! * `log(1 + f)` for `0 ≤ f ≤ 1`: above `√2 − 1` it uses `log(1 + f) = ln 2 + log(1 + (f − 1)/2)`,
 //!   then fdlibm's `log(1 + f) = f − (f²/2 − s (f²/2 + R(s²)))` with `s = f/(2 + f)` and
 //!   `R(z) = Σ_{j≥1} 2 z^j/(2j + 1)`, `z ≤ 0.0295`, summed to `j = 11`.
+
+/// The FMA instruction set the kernels can be compiled for on this CPU, detected at run time.
+/// Code that calls these functions runs them inside a `#[target_feature]` function of the
+/// detected set; without FMA, `mul_add` would be a slow software routine, so callers use the
+/// C library instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    /// x86-64 with AVX-512 (F, DQ, VL), AVX2 and FMA: eight f64 lanes.
+    Avx512,
+    /// x86-64 with AVX2 and FMA: four f64 lanes.
+    Avx2,
+    /// FMA is part of the target's baseline (aarch64): no dispatch needed.
+    Baseline,
+    /// No FMA.
+    None,
+}
+
+impl Simd {
+    /// The widest set this CPU has.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("fma")
+            {
+                Simd::Avx512
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Simd::Avx2
+            } else {
+                Simd::None
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            if cfg!(target_arch = "aarch64") {
+                Simd::Baseline
+            } else {
+                Simd::None
+            }
+        }
+    }
+}
 
 /// `1.5·2⁵²`: adding it rounds a double of modulus below 2⁵¹ to the nearest integer, which
 /// then sits in the low bits of the sum.

@@ -81,14 +81,19 @@ const RANGE: f64 = 9.0;
 /// poles of σ at distance δ leave M moderate (at most 0.5): errors ≤ 1e-13 relative against
 /// 8× finer steps (test below).
 pub(crate) fn trapezoid(scale: f64, strip: f64) -> impl Iterator<Item = (f64, f64)> {
-    let y = (MARGIN * strip / scale.max(1e-300)).min((2.0 * EXPONENT).sqrt());
-    let h = (2.0 * PI * y / (EXPONENT + 0.5 * y * y)).min(0.5);
-    let k = (RANGE / h).ceil() as i64;
+    let (h, k) = trapezoid_step(scale, strip);
     let norm = h / (2.0 * PI).sqrt();
     (-k..=k).map(move |i| {
         let z = i as f64 * h;
         (z, norm * (-0.5 * z * z).exp())
     })
+}
+
+/// [`trapezoid`]'s step h and its last node index k (nodes `i h`, `|i| ≤ k`).
+pub(crate) fn trapezoid_step(scale: f64, strip: f64) -> (f64, i64) {
+    let y = (MARGIN * strip / scale.max(1e-300)).min((2.0 * EXPONENT).sqrt());
+    let h = (2.0 * PI * y / (EXPONENT + 0.5 * y * y)).min(0.5);
+    (h, (RANGE / h).ceil() as i64)
 }
 
 /// The exponent of the trapezoid rule's error target `e^{−33}` (see [`trapezoid`]).

@@ -15,8 +15,10 @@
 //! so the series is asymptotic: its terms decrease up to k ≈ δ²/|Δc| ≥ 41 for the shifts used
 //! here, far beyond the orders needed to bring the bound below 1e-16.
 
-use crate::expectation::{analytic_strip, trapezoid};
+use crate::expectation::{analytic_strip, trapezoid_step};
+use overparam_device::vmath::{self, Simd};
 use overparam_models::Activation;
+use std::f64::consts::PI;
 
 /// The largest `|Δc|` handled (beyond it the terms shrink too slowly).
 const MAX_SHIFT: f64 = 0.06;
@@ -51,9 +53,13 @@ const FACTORIALS: [f64; MAX_ORDER + 2] = {
 /// sigmoid) and `t' = 1 − t²` for `t = tanh z`. With `t(z + ε) = Σ_k t_k ε^k`,
 /// `(k + 1) t_{k+1} = [t_k] − Σ_{i ≤ k} t_i t_{k−i}` (the bracket for the logistic, `δ_{k0}`
 /// for tanh): O(k²/2) products for all orders, no tables.
+///
+/// Where the CPU has FMA ([`Simd`]), one call runs compiled for it, with the branch-free `exp`,
+/// `log1p` and σ of [`vmath`]: the eight lanes of a pass then fill one AVX-512 register.
 pub(crate) struct PriceSeries {
     activation: Activation,
     strip: f64,
+    simd: Simd,
 }
 
 impl PriceSeries {
@@ -64,6 +70,7 @@ impl PriceSeries {
             Activation::Softplus | Activation::Sigmoid | Activation::Tanh => Some(Self {
                 activation,
                 strip: analytic_strip(activation),
+                simd: Simd::detect(),
             }),
             _ => None,
         }
@@ -72,7 +79,8 @@ impl PriceSeries {
     /// `σ^{(k)}(z)/k!` for k = 0 ..= order at L points at once (`out[k][p]` for `z[p]`): the
     /// L recurrences run in lockstep, so that their dependency chains overlap and the products
     /// vectorize.
-    fn taylor<const L: usize>(
+    #[inline(always)]
+    fn taylor<const L: usize, const FMA: bool>(
         &self,
         z: [f64; L],
         order: usize,
@@ -82,7 +90,12 @@ impl PriceSeries {
         let logistic = self.activation != Activation::Tanh;
         let mut t = [[0.0; L]; MAX_ORDER + 2];
         for p in 0..L {
-            t[0][p] = if logistic {
+            t[0][p] = if logistic && FMA {
+                if softplus {
+                    out[0][p] = vmath::softplus(z[p]);
+                }
+                vmath::sigmoid(z[p])
+            } else if logistic {
                 let e = (-z[p].abs()).exp();
                 if softplus {
                     out[0][p] = z[p].max(0.0) + e.ln_1p();
@@ -130,6 +143,32 @@ impl PriceSeries {
     /// `(E[σ(u)σ(v)], E[σ'(u)σ'(v)])` when `c` is within [`MAX_SHIFT`] of `±sqrt(ab)`,
     /// otherwise `None`.
     pub(crate) fn moments(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
+        match self.simd {
+            // SAFETY: each variant runs only where `Simd::detect` found its features.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.moments_avx512(a, b, c) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.moments_avx2(a, b, c) },
+            Simd::Baseline => self.moments_with::<true>(a, b, c),
+            _ => self.moments_with::<false>(a, b, c),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    fn moments_avx512(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
+        self.moments_with::<true>(a, b, c)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn moments_avx2(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
+        self.moments_with::<true>(a, b, c)
+    }
+
+    /// [`Self::moments`] with [`vmath`]'s functions (`FMA`) or the C library's.
+    #[inline(always)]
+    fn moments_with<const FMA: bool>(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
         let (sa, sb) = (a.max(0.0).sqrt(), b.max(0.0).sqrt());
         let sign = if c >= 0.0 { 1.0 } else { -1.0 };
         let shift = c - sign * sa * sb;
@@ -148,24 +187,36 @@ impl PriceSeries {
             }
         }
         let n = order + 2;
-        // Four nodes per pass, each with its u (even lane) and v (odd lane); a short last
-        // group is padded with weight 0.
+        // Four trapezoid nodes per pass, each with its u (even lane) and v (odd lane); a
+        // short last group is padded with weight 0.
         const NODES: usize = 4;
         let mut d = [[0.0; 2 * NODES]; MAX_ORDER + 2];
         // τ_k = E[σ^{(k)}(u) σ^{(k)}(v)] / k!², so that T_k = k!² τ_k.
         let mut tau = [0.0; MAX_ORDER + 2];
-        let nodes: Vec<(f64, f64)> = trapezoid(sa.max(sb), self.strip).collect();
-        for group in nodes.chunks(NODES) {
+        let (h, last) = trapezoid_step(sa.max(sb), self.strip);
+        let norm = h / (2.0 * PI).sqrt();
+        let mut first = -last;
+        while first <= last {
             let (mut z, mut w) = ([0.0; 2 * NODES], [0.0; NODES]);
-            for (q, &(x, weight)) in group.iter().enumerate() {
-                (z[2 * q], z[2 * q + 1], w[q]) = (sa * x, sign * sb * x, weight);
+            for q in 0..NODES {
+                let i = first + q as i64;
+                if i <= last {
+                    let x = i as f64 * h;
+                    let gauss = if FMA {
+                        vmath::exp_nonpositive(-0.5 * x * x)
+                    } else {
+                        (-0.5 * x * x).exp()
+                    };
+                    (z[2 * q], z[2 * q + 1], w[q]) = (sa * x, sign * sb * x, norm * gauss);
+                }
             }
-            self.taylor(z, n - 1, &mut d);
+            self.taylor::<{ 2 * NODES }, FMA>(z, n - 1, &mut d);
             for k in 0..n {
                 tau[k] += (0..NODES)
                     .map(|q| w[q] * d[k][2 * q] * d[k][2 * q + 1])
                     .sum::<f64>();
             }
+            first += NODES as i64;
         }
         // Σ_k T_{k+first} Δc^k / k! by Horner, with T_k = k!² τ_k.
         let series = |first: usize| {
@@ -183,16 +234,34 @@ mod tests {
     use super::*;
     use crate::expectation::{GaussianPair, Moment};
 
+    /// The series on this CPU's path and on the C library's (no FMA).
+    fn both_paths(act: Activation) -> [PriceSeries; 2] {
+        let detected = PriceSeries::new(act).expect("supported");
+        let library = PriceSeries {
+            simd: Simd::None,
+            ..PriceSeries::new(act).expect("supported")
+        };
+        [detected, library]
+    }
+
     #[test]
     fn taylor_coefficients_match_central_differences() {
         // Both lanes of the lockstep recurrence, at z and at 0.37 − z.
-        for act in [Activation::Softplus, Activation::Sigmoid, Activation::Tanh] {
+        // With the C library's functions and with vmath's (FMA).
+        for (act, fma) in [Activation::Softplus, Activation::Sigmoid, Activation::Tanh]
+            .into_iter()
+            .flat_map(|act| [(act, false), (act, true)])
+        {
             let series = PriceSeries::new(act).expect("supported");
             let h = 1e-4;
             // σ^{(k)} = k! × the Taylor coefficient, per lane.
             let derivatives = |z: [f64; 2]| {
                 let mut out = [[0.0; 2]; MAX_ORDER + 2];
-                series.taylor(z, 8, &mut out);
+                if fma {
+                    series.taylor::<2, true>(z, 8, &mut out);
+                } else {
+                    series.taylor::<2, false>(z, 8, &mut out);
+                }
                 let mut factorial = 1.0;
                 for (k, o) in out.iter_mut().enumerate() {
                     factorial *= k.max(1) as f64;
@@ -230,21 +299,22 @@ mod tests {
         // 2-D quadrature (itself ~1e-13 against 4× finer steps).
         let mut worst: f64 = 0.0;
         for act in [Activation::Softplus, Activation::Sigmoid, Activation::Tanh] {
-            let series = PriceSeries::new(act).expect("supported");
             let pair = GaussianPair::new(act);
-            for (a, b) in [(0.3, 0.2), (1.0, 1.0), (4.0, 2.5), (9.0, 7.0), (10.5, 12.0)] {
-                for rho in [0.999_999, 0.9999, 0.999, 0.996, -0.9995] {
-                    let c = rho * f64::sqrt(a * b);
-                    let Some((v, d)) = series.moments(a, b, c) else {
-                        assert!(
-                            (c.abs() - (a * b).sqrt()).abs() > 0.02,
-                            "{act} {a} {b} {rho}"
-                        );
-                        continue;
-                    };
-                    for (got, which) in [(v, Moment::Values), (d, Moment::Derivatives)] {
-                        let q = pair.moment(which, a, b, c);
-                        worst = worst.max((got - q).abs() / q.abs().max(1.0));
+            for series in both_paths(act) {
+                for (a, b) in [(0.3, 0.2), (1.0, 1.0), (4.0, 2.5), (9.0, 7.0), (10.5, 12.0)] {
+                    for rho in [0.999_999, 0.9999, 0.999, 0.996, -0.9995] {
+                        let c = rho * f64::sqrt(a * b);
+                        let Some((v, d)) = series.moments(a, b, c) else {
+                            assert!(
+                                (c.abs() - (a * b).sqrt()).abs() > 0.02,
+                                "{act} {a} {b} {rho}"
+                            );
+                            continue;
+                        };
+                        for (got, which) in [(v, Moment::Values), (d, Moment::Derivatives)] {
+                            let q = pair.moment(which, a, b, c);
+                            worst = worst.max((got - q).abs() / q.abs().max(1.0));
+                        }
                     }
                 }
             }
@@ -272,8 +342,10 @@ mod tests {
             (Activation::Tanh, (1.0, 1.0, 0.996), 1, 0.46321031202135016),
             (Activation::Tanh, (4.0, 2.5, -0.999), 0, -0.5939104090083948),
         ];
-        for (act, (a, b, rho), which, reference) in cases {
-            let series = PriceSeries::new(act).expect("supported");
+        for ((act, (a, b, rho), which, reference), series) in cases
+            .into_iter()
+            .flat_map(|case| both_paths(case.0).map(|series| (case, series)))
+        {
             let (v, d) = series
                 .moments(a, b, rho * f64::sqrt(a * b))
                 .expect("near ±1");
