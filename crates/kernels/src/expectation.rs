@@ -1,6 +1,7 @@
 //! `E_{(u,v)~N(0,Λ)}[g(u) h(v)]` for a 2 × 2 covariance `Λ = [[a, c], [c, b]]`.
 
 use faer::Mat;
+use overparam_device::vmath::{self, Simd};
 use overparam_models::{Activation, GaussHermite, GaussLegendre};
 use std::f64::consts::{FRAC_PI_2, PI};
 use std::sync::OnceLock;
@@ -20,6 +21,72 @@ impl Moment {
         move |u| match self {
             Moment::Values => activation.eval(u),
             Moment::Derivatives => activation.derivative(u),
+        }
+    }
+}
+
+/// `weights[t] · g(sqrt(a) nodes[t])` for every node t, g = σ or σ' (`which`).
+struct WeightedSamples<'a> {
+    activation: Activation,
+    which: Moment,
+    a: f64,
+    nodes: &'a [f64],
+    weights: &'a [f64],
+}
+
+impl WeightedSamples<'_> {
+    /// Writes the samples to `out`. Softplus and sigmoid run [`vmath`]'s branch-free
+    /// functions, compiled for the CPU's FMA set ([`Simd`]), so that the loop is vectorized;
+    /// the other activations call [`Activation::eval`] or its derivative.
+    fn write(&self, out: &mut [f64]) {
+        match Simd::detect() {
+            // SAFETY: each variant runs only where `Simd::detect` found its features.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.write_avx512(out) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.write_avx2(out) },
+            Simd::Baseline => self.write_with::<true>(out),
+            _ => self.write_with::<false>(out),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    fn write_avx512(&self, out: &mut [f64]) {
+        self.write_with::<true>(out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn write_avx2(&self, out: &mut [f64]) {
+        self.write_with::<true>(out);
+    }
+
+    #[inline(always)]
+    fn write_with<const FMA: bool>(&self, out: &mut [f64]) {
+        #[inline(always)]
+        fn fill(
+            g: impl Fn(f64) -> f64,
+            scale: f64,
+            nodes: &[f64],
+            weights: &[f64],
+            out: &mut [f64],
+        ) {
+            for ((o, &z), &w) in out.iter_mut().zip(nodes).zip(weights) {
+                *o = w * g(scale * z);
+            }
+        }
+        let (scale, nodes, weights) = (self.a.max(0.0).sqrt(), self.nodes, self.weights);
+        match (self.activation, self.which) {
+            (Activation::Softplus, Moment::Values) if FMA => {
+                fill(vmath::softplus, scale, nodes, weights, out)
+            }
+            (Activation::Softplus, Moment::Derivatives) | (Activation::Sigmoid, Moment::Values)
+                if FMA =>
+            {
+                fill(vmath::sigmoid, scale, nodes, weights, out)
+            }
+            (act, which) => fill(which.of(act), scale, nodes, weights, out),
         }
     }
 }
@@ -353,13 +420,25 @@ impl GaussianPair {
             }
         }
         let weights: Vec<f64> = nodes.iter().map(|z| norm * (-0.5 * z * z).exp()).collect();
-        let g = which.of(self.activation);
         let chunks = variances.len().div_ceil(CHUNK);
         let parts = crate::pairwise::parallel_map(chunks, &|chunk| {
             let part = &variances[chunk * CHUNK..((chunk + 1) * CHUNK).min(variances.len())];
-            let samples = Mat::<f64>::from_fn(nodes.len(), part.len(), |t, v| {
-                weights[t] * g(part[v].max(0.0).sqrt() * nodes[t])
-            });
+            let mut samples = Mat::<f64>::zeros(nodes.len(), part.len());
+            for (v, &a) in part.iter().enumerate() {
+                let column = samples
+                    .col_mut(v)
+                    .try_as_col_major_mut()
+                    .expect("an owned matrix is column-major")
+                    .as_slice_mut();
+                WeightedSamples {
+                    activation: self.activation,
+                    which,
+                    a,
+                    nodes: &nodes,
+                    weights: &weights,
+                }
+                .write(column);
+            }
             let mut coefficients = Mat::<f64>::zeros(MEHLER_DEGREE + 1, part.len());
             faer::linalg::matmul::matmul(
                 coefficients.as_mut(),
@@ -389,6 +468,41 @@ impl GaussianPair {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The samples behind the Hermite coefficients, on the FMA path (vmath for softplus and
+    /// sigmoid) and the C library's, against the scalar formulas.
+    #[test]
+    fn weighted_samples_match_the_formulas_on_both_paths() {
+        let nodes: Vec<f64> = (-400..=400).map(|i| f64::from(i) * 0.06).collect();
+        let weights: Vec<f64> = nodes.iter().map(|z| 1.0 + 0.1 * z).collect();
+        for act in Activation::ALL {
+            for which in [Moment::Values, Moment::Derivatives] {
+                for a in [0.0, 0.3, 9.0, 400.0] {
+                    let g = which.of(act);
+                    let samples = WeightedSamples {
+                        activation: act,
+                        which,
+                        a,
+                        nodes: &nodes,
+                        weights: &weights,
+                    };
+                    let mut fast = vec![0.0; nodes.len()];
+                    let mut library = vec![0.0; nodes.len()];
+                    samples.write(&mut fast);
+                    samples.write_with::<false>(&mut library);
+                    for (t, &z) in nodes.iter().enumerate() {
+                        let want = weights[t] * g(a.sqrt() * z);
+                        for got in [fast[t], library[t]] {
+                            assert!(
+                                (got - want).abs() <= 4.0 * f64::EPSILON * want.abs(),
+                                "{act} {which:?} a = {a}, z = {z}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn relu_quadrature_matches_the_closed_forms() {
