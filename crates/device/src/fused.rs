@@ -7,7 +7,8 @@
 //! AVX2 + FMA (picked at run time), over chunks split across rayon's threads. On autodiff the
 //! backward rule `∂σ(z)/∂z = 1/(1 + e^{−z})` is one more such pass.
 //!
-//! On x86-64 without FMA, and for half-precision tensors, flex's own `log σ` op is used.
+//! Without FMA ([`vmath::Simd::None`]: x86-64 before AVX2 + FMA, architectures other than
+//! x86-64 and aarch64) and for half-precision tensors, flex's own `log σ` op is used.
 
 use crate::vmath;
 use burn::backend::TensorMetadata;
