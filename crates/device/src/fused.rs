@@ -10,7 +10,7 @@
 //! Without FMA ([`vmath::Simd::None`]: x86-64 before AVX2 + FMA, architectures other than
 //! x86-64 and aarch64) and for half-precision tensors, flex's own `log σ` op is used.
 
-use crate::vmath;
+use crate::vmath::{self, Simd};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -113,17 +113,18 @@ fn map<K: Kernel>(
     g: FlexTensor,
     fallback: impl FnOnce(FlexTensor, FlexTensor) -> FlexTensor,
 ) -> FlexTensor {
-    if !simd::available() || z.dtype() != g.dtype() || z.shape() != g.shape() {
+    let isa = Simd::detect();
+    if isa == Simd::None || z.dtype() != g.dtype() || z.shape() != g.shape() {
         return fallback(z, g);
     }
     match z.dtype() {
-        DType::F64 => map_typed::<K, f64>(&z, &g),
-        DType::F32 => map_typed::<K, f32>(&z, &g),
+        DType::F64 => map_typed::<K, f64>(isa, &z, &g),
+        DType::F32 => map_typed::<K, f32>(isa, &z, &g),
         _ => fallback(z, g),
     }
 }
 
-fn map_typed<K: Kernel, T: Lane>(z: &FlexTensor, g: &FlexTensor) -> FlexTensor {
+fn map_typed<K: Kernel, T: Lane>(isa: Simd, z: &FlexTensor, g: &FlexTensor) -> FlexTensor {
     let shape = z.shape();
     let (z, g) = (z.to_contiguous(), g.to_contiguous());
     let zs = z.as_slice::<T>().expect("a contiguous tensor has a slice");
@@ -131,7 +132,7 @@ fn map_typed<K: Kernel, T: Lane>(z: &FlexTensor, g: &FlexTensor) -> FlexTensor {
     let mut out = vec![T::narrow(0.0); zs.len()];
     out.par_chunks_mut(CHUNK)
         .zip(zs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-        .for_each(|(out, (z, g))| simd::run::<K, T>(z, g, out));
+        .for_each(|(out, (z, g))| simd::run::<K, T>(isa, z, g, out));
     FlexTensor::from_data(TensorData::new(out, shape))
 }
 
@@ -139,11 +140,6 @@ fn map_typed<K: Kernel, T: Lane>(z: &FlexTensor, g: &FlexTensor) -> FlexTensor {
 mod simd {
     use super::{Kernel, Lane};
     use crate::vmath::Simd;
-
-    /// Whether this CPU has fused multiply–add, which the kernels' polynomials need.
-    pub fn available() -> bool {
-        Simd::detect() != Simd::None
-    }
 
     #[inline(always)]
     fn lanes<K: Kernel, T: Lane>(z: &[T], g: &[T], out: &mut [T]) {
@@ -164,9 +160,10 @@ mod simd {
         lanes::<K, T>(z, g, out);
     }
 
-    /// `out[i] = K(z[i], g[i])`; only called when [`available`] holds.
-    pub fn run<K: Kernel, T: Lane>(z: &[T], g: &[T], out: &mut [T]) {
-        match Simd::detect() {
+    /// `out[i] = K(z[i], g[i])` compiled for `isa`, as detected (never `Simd::None`: the
+    /// polynomials need fused multiply–add).
+    pub fn run<K: Kernel, T: Lane>(isa: Simd, z: &[T], g: &[T], out: &mut [T]) {
+        match isa {
             // SAFETY: each variant runs only where its features were detected.
             #[cfg(target_arch = "x86_64")]
             Simd::Avx512 => unsafe { lanes_avx512::<K, T>(z, g, out) },
@@ -213,19 +210,8 @@ impl<B: FusedSoftplus, C: CheckpointStrategy> FusedSoftplus for Autodiff<B, C> {
 
 #[cfg(test)]
 mod tests {
+    use crate::vmath::reference::{sigmoid, softplus};
     use crate::{BackendKind, Compute, Precision, to_f64_vec};
-
-    fn softplus(z: f64) -> f64 {
-        z.max(0.0) + (-z.abs()).exp().ln_1p()
-    }
-
-    fn sigmoid(z: f64) -> f64 {
-        if z >= 0.0 {
-            1.0 / (1.0 + (-z).exp())
-        } else {
-            z.exp() / (1.0 + z.exp())
-        }
-    }
 
     /// Large enough for several threads' chunks, with a ragged last one; transposed, so the
     /// kernel reads a non-contiguous view; values over the range where each branch matters.

@@ -62,6 +62,47 @@ const ROUND: f64 = 6_755_399_441_055_744.0;
 const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
 const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
 
+/// Taylor coefficients `1/j!` of `e^r`, j = 13 … 0 (highest first, for [`horner`]).
+const EXP_TAYLOR: [f64; 14] = [
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// `R(z)/z = Σ_{j≥1} 2 z^{j−1}/(2j + 1)`, coefficients for j = 11 … 1 (highest first).
+const LOG1P_SERIES: [f64; 11] = [
+    2.0 / 23.0,
+    2.0 / 21.0,
+    2.0 / 19.0,
+    2.0 / 17.0,
+    2.0 / 15.0,
+    2.0 / 13.0,
+    2.0 / 11.0,
+    2.0 / 9.0,
+    2.0 / 7.0,
+    2.0 / 5.0,
+    2.0 / 3.0,
+];
+
+/// `Σ_j c_j x^{N−1−j}` by Horner's rule with fused multiply–adds (highest coefficient first).
+#[inline(always)]
+fn horner<const N: usize>(x: f64, coefficients: [f64; N]) -> f64 {
+    coefficients[1..]
+        .iter()
+        .fold(coefficients[0], |acc, &c| acc.mul_add(x, c))
+}
+
 /// `e^x` for `x ≤ 0` (NaN in, NaN out; below −746 it is 0).
 #[inline(always)]
 pub fn exp_nonpositive(x: f64) -> f64 {
@@ -70,25 +111,7 @@ pub fn exp_nonpositive(x: f64) -> f64 {
     let kf = t - ROUND;
     let k = (t.to_bits() as i64).wrapping_sub(ROUND.to_bits() as i64);
     let r = kf.mul_add(-LN2_LO, kf.mul_add(-LN2_HI, x));
-    // Taylor coefficients 1/j!, j = 13 … 0, in Horner order.
-    let mut p: f64 = 1.0 / 6_227_020_800.0;
-    for c in [
-        1.0 / 479_001_600.0,
-        1.0 / 39_916_800.0,
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p.mul_add(r, c);
-    }
+    let p = horner(r, EXP_TAYLOR);
     // 2^k = 2^{k₁} 2^{k − k₁} with k₁ = ⌊k/2⌋: both factors stay normal down to k = −1077.
     let k1 = k >> 1;
     let k2 = k - k1;
@@ -103,22 +126,7 @@ pub fn log1p_unit(f: f64) -> f64 {
     let f_red = if big { (f - 1.0) * 0.5 } else { f };
     let s = f_red / (2.0 + f_red);
     let z = s * s;
-    // R(z)/z = Σ_{j≥1} 2 z^{j−1}/(2j + 1), j = 11 … 1 in Horner order.
-    let mut r: f64 = 2.0 / 23.0;
-    for c in [
-        2.0 / 21.0,
-        2.0 / 19.0,
-        2.0 / 17.0,
-        2.0 / 15.0,
-        2.0 / 13.0,
-        2.0 / 11.0,
-        2.0 / 9.0,
-        2.0 / 7.0,
-        2.0 / 5.0,
-        2.0 / 3.0,
-    ] {
-        r = r.mul_add(z, c);
-    }
+    let r = horner(z, LOG1P_SERIES);
     let r = r * z;
     let hfsq = 0.5 * f_red * f_red;
     let log = f_red - (hfsq - s * (hfsq + r));
@@ -146,8 +154,27 @@ pub fn sigmoid(z: f64) -> f64 {
     if z.is_nan() { z } else { value }
 }
 
+/// The C library's formulas the kernels are tested against (here and in [`crate::fused`]).
+#[cfg(test)]
+pub(crate) mod reference {
+    /// `max(z, 0) + log1p(e^{−|z|})` with std's `exp` and `ln_1p`.
+    pub(crate) fn softplus(z: f64) -> f64 {
+        z.max(0.0) + (-z.abs()).exp().ln_1p()
+    }
+
+    /// The logistic function with std's `exp`, in the form that does not overflow.
+    pub(crate) fn sigmoid(z: f64) -> f64 {
+        if z >= 0.0 {
+            1.0 / (1.0 + (-z).exp())
+        } else {
+            z.exp() / (1.0 + z.exp())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::reference::{sigmoid as reference_sigmoid, softplus as reference_softplus};
     use super::*;
 
     /// Distance in units in the last place (of the larger magnitude).
@@ -203,14 +230,6 @@ mod tests {
 
     #[test]
     fn softplus_and_sigmoid_match_the_libm_formulas() {
-        let reference_softplus = |z: f64| z.max(0.0) + (-z.abs()).exp().ln_1p();
-        let reference_sigmoid = |z: f64| {
-            if z >= 0.0 {
-                1.0 / (1.0 + (-z).exp())
-            } else {
-                z.exp() / (1.0 + z.exp())
-            }
-        };
         let mut worst = [0.0f64; 2];
         for z in grid(-745.0, 745.0)
             .chain(grid(-40.0, 40.0))
