@@ -8,8 +8,11 @@
 //! through the device's global default dtype, which Burn lets a process set only once: one
 //! process can therefore hold f32 and f64 models side by side.
 
+pub mod conv;
 #[cfg(feature = "flex")]
 pub mod fused;
+#[cfg(feature = "flex")]
+pub mod fused_conv;
 pub mod vmath;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};

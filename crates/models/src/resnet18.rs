@@ -26,8 +26,7 @@
 
 use crate::config::{Init, LayerKind, LayerSpec};
 use burn::tensor::Tensor;
-use burn::tensor::module::{batch_norm, batch_norm_train, conv2d};
-use burn::tensor::ops::ConvOptions;
+use overparam_device::conv::{ConvGeometry, conv2d};
 
 /// BatchNorm's ε (PyTorch's default).
 pub const EPSILON: f64 = 1e-5;
@@ -180,10 +179,15 @@ pub struct Output {
 }
 
 /// Reads the parameters in order and applies conv + BatchNorm units.
+///
+/// Activations are channel-major matrices `[c, n·h·w]` (one row per channel; see
+/// [`overparam_device::conv`]): convolutions are one product per tile of images and BatchNorm's
+/// statistics are row means, with no layout change between layers.
 struct Pass<'a> {
     params: &'a [Tensor<2>],
     next: usize,
     mode: Mode,
+    images: usize,
     statistics: Vec<Option<Tensor<2>>>,
 }
 
@@ -194,52 +198,76 @@ impl Pass<'_> {
         t
     }
 
-    /// `BN(conv(x))` for the next conv of [`convs`].
-    fn conv_norm(&mut self, x: Tensor<4>, c: &ConvShape) -> Tensor<4> {
-        let w = self.take().reshape([c.c_out, c.c_in, c.kernel, c.kernel]);
-        let pad = (c.kernel - 1) / 2;
-        let z = conv2d(
-            x,
-            w,
-            None,
-            ConvOptions::new([c.stride; 2], [pad; 2], [1, 1], 1),
-        );
-        let channels = [c.c_out];
-        let gamma = self.take().reshape(channels);
-        let beta = self.take().reshape(channels);
+    /// `BN(conv(x))` for the next conv of [`convs`] on `x: [c_in, n·h·w]` with `[h, w] =
+    /// spatial`; returns `[c_out, n·h'·w']` and `[h', w']`.
+    fn conv_norm(
+        &mut self,
+        x: Tensor<2>,
+        spatial: [usize; 2],
+        c: &ConvShape,
+    ) -> (Tensor<2>, [usize; 2]) {
+        let geometry = ConvGeometry {
+            images: self.images,
+            height: spatial[0],
+            width: spatial[1],
+            kernel: c.kernel,
+            stride: c.stride,
+            padding: (c.kernel - 1) / 2,
+        };
+        let z = conv2d(x, self.take(), geometry);
+        let column = [c.c_out, 1];
+        let gamma = self.take().reshape(column);
+        let beta = self.take().reshape(column);
         let (mean_index, var_index) = (self.next, self.next + 1);
         let running_mean = self.take();
         let running_var = self.take();
-        match self.mode {
-            Mode::Eval => batch_norm(
+        let normalized = match self.mode {
+            Mode::Eval => normalize(
                 z,
+                running_mean.reshape(column),
+                running_var.reshape(column),
                 gamma,
                 beta,
-                running_mean.reshape(channels),
-                running_var.reshape(channels),
-                EPSILON,
             ),
             Mode::Train => {
-                let [n, _, h, w] = z.dims();
-                let count = (n * h * w) as f64;
-                let out = batch_norm_train(z, gamma, beta, EPSILON);
+                let count = z.dims()[1] as f64;
+                let mean = z.clone().mean_dim(1);
+                let centered = z - mean.clone();
+                let var = (centered.clone() * centered.clone()).mean_dim(1);
                 let unbiased = if count > 1.0 {
                     count / (count - 1.0)
                 } else {
                     1.0
                 };
-                let shape = [1, c.c_out];
-                let mean = out.mean.without_autodiff().reshape(shape);
-                let var = out.variance.without_autodiff().reshape(shape);
+                let row = [1, c.c_out];
                 let keep = 1.0 - MOMENTUM;
+                let batch_mean = mean.without_autodiff().reshape(row);
+                let batch_var = var.clone().without_autodiff().reshape(row);
                 self.statistics[mean_index] =
-                    Some(running_mean.mul_scalar(keep) + mean.mul_scalar(MOMENTUM));
+                    Some(running_mean.mul_scalar(keep) + batch_mean.mul_scalar(MOMENTUM));
                 self.statistics[var_index] =
-                    Some(running_var.mul_scalar(keep) + var.mul_scalar(MOMENTUM * unbiased));
-                out.output
+                    Some(running_var.mul_scalar(keep) + batch_var.mul_scalar(MOMENTUM * unbiased));
+                centered * scale(var, gamma) + beta
             }
-        }
+        };
+        (normalized, [geometry.out_height(), geometry.out_width()])
     }
+}
+
+/// `γ / √(v + ε)` per channel (`[c, 1]` columns).
+fn scale(var: Tensor<2>, gamma: Tensor<2>) -> Tensor<2> {
+    gamma * var.add_scalar(EPSILON).sqrt().recip()
+}
+
+/// BatchNorm with given statistics: `(z − μ) γ / √(v + ε) + β` per row of `z`.
+fn normalize(
+    z: Tensor<2>,
+    mean: Tensor<2>,
+    var: Tensor<2>,
+    gamma: Tensor<2>,
+    beta: Tensor<2>,
+) -> Tensor<2> {
+    (z - mean) * scale(var, gamma) + beta
 }
 
 /// The forward pass on inputs `x: [n, channels·height·width]` (channels-major images).
@@ -257,6 +285,7 @@ pub fn forward(
         params,
         next: 0,
         mode,
+        images: n,
         statistics: vec![None; params.len()],
     };
     let shapes = convs(channels, width);
@@ -266,21 +295,32 @@ pub fn forward(
             .next()
             .expect("the conv list matches the forward order")
     };
-    let mut h = relu(pass.conv_norm(x.reshape([n, channels, spatial[0], spatial[1]]), unit()));
+    let pixels = spatial[0] * spatial[1];
+    let rows = x
+        .reshape([n, channels, pixels])
+        .swap_dims(0, 1)
+        .reshape([channels, n * pixels]);
+    let (stem, mut size) = pass.conv_norm(rows, spatial, unit());
+    let mut h = relu(stem);
     for _ in 0..STAGES * BLOCKS_PER_STAGE {
         let first = unit();
-        let inner = relu(pass.conv_norm(h.clone(), first));
-        let residual = pass.conv_norm(inner, unit());
+        let (inner, inner_size) = pass.conv_norm(h.clone(), size, first);
+        let (residual, out_size) = pass.conv_norm(relu(inner), inner_size, unit());
         let projects = first.stride != 1 || first.c_in != first.c_out;
         let shortcut = if projects {
-            pass.conv_norm(h, unit())
+            pass.conv_norm(h, size, unit()).0
         } else {
             h
         };
         h = relu(residual + shortcut);
+        size = out_size;
     }
-    let [_, c, ph, pw] = h.dims();
-    let pooled = h.reshape([n, c, ph * pw]).mean_dim(2).reshape([n, c]);
+    let c = h.dims()[0];
+    let pooled = h
+        .reshape([c, n, size[0] * size[1]])
+        .mean_dim(2)
+        .reshape([c, n])
+        .transpose();
     let w = pass.take();
     let b = pass.take();
     Output {
