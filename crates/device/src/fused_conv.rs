@@ -214,7 +214,9 @@ impl Plan {
 
     /// `Y = W X̂`, tile by tile.
     fn forward<T: Scalar>(&self, x: &[T], w: &[T]) -> Vec<T> {
-        let mut y = vec![T::ZERO; self.c_out * self.out_columns];
+        // Not zeroed: the GEMMs (with `read_dst = false`) write every value once.
+        let len = self.c_out * self.out_columns;
+        let mut y = Vec::<T>::with_capacity(len);
         let out = SharedMut(y.as_mut_ptr());
         self.tiles().into_par_iter().for_each(|images| {
             let width = images.len() * self.pixels();
@@ -247,6 +249,8 @@ impl Plan {
                 }
             });
         });
+        // SAFETY: the tiles cover every column of every row of y (see above).
+        unsafe { y.set_len(len) };
         y
     }
 
@@ -515,16 +519,15 @@ impl Shift {
         (input as isize + j as isize + self.offset) as usize
     }
 
-    /// Zeros the padding columns of the valid rows.
+    /// Zeros the padding columns of the valid rows (a few per row: written column by column,
+    /// as strided stores rather than a `memset` call per row).
     fn clear_borders<T: Scalar>(&self, out: &mut [T]) {
         let (v0, v1) = self.columns;
-        if v0 == 0 && v1 == self.width {
-            return;
-        }
-        for u in self.rows.0..self.rows.1 {
-            let line = &mut out[u * self.width..][..self.width];
-            line[..v0].fill(T::ZERO);
-            line[v1..].fill(T::ZERO);
+        let (u0, u1) = self.rows;
+        for v in (0..v0).chain(v1..self.width) {
+            for u in u0..u1 {
+                out[u * self.width + v] = T::ZERO;
+            }
         }
     }
 }

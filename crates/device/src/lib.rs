@@ -13,6 +13,9 @@ pub mod conv;
 pub mod fused;
 #[cfg(feature = "flex")]
 pub mod fused_conv;
+#[cfg(feature = "flex")]
+pub mod fused_norm;
+pub mod norm;
 pub mod vmath;
 
 use burn::tensor::{DType, Device, Tensor, TensorData};

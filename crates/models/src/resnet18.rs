@@ -27,6 +27,7 @@
 use crate::config::{Init, LayerKind, LayerSpec};
 use burn::tensor::Tensor;
 use overparam_device::conv::{ConvGeometry, conv2d};
+use overparam_device::norm::{batch_norm, normalizer};
 
 /// BatchNorm's ε (PyTorch's default).
 pub const EPSILON: f64 = 1e-5;
@@ -231,9 +232,7 @@ impl Pass<'_> {
             ),
             Mode::Train => {
                 let count = z.dims()[1] as f64;
-                let mean = z.clone().mean_dim(1);
-                let centered = z - mean.clone();
-                let var = (centered.clone() * centered.clone()).mean_dim(1);
+                let batch = batch_norm(z, gamma, beta, EPSILON);
                 let unbiased = if count > 1.0 {
                     count / (count - 1.0)
                 } else {
@@ -241,22 +240,18 @@ impl Pass<'_> {
                 };
                 let row = [1, c.c_out];
                 let keep = 1.0 - MOMENTUM;
-                let batch_mean = mean.without_autodiff().reshape(row);
-                let batch_var = var.clone().without_autodiff().reshape(row);
-                self.statistics[mean_index] =
-                    Some(running_mean.mul_scalar(keep) + batch_mean.mul_scalar(MOMENTUM));
-                self.statistics[var_index] =
-                    Some(running_var.mul_scalar(keep) + batch_var.mul_scalar(MOMENTUM * unbiased));
-                centered * scale(var, gamma) + beta
+                self.statistics[mean_index] = Some(
+                    running_mean.mul_scalar(keep) + batch.mean.reshape(row).mul_scalar(MOMENTUM),
+                );
+                self.statistics[var_index] = Some(
+                    running_var.mul_scalar(keep)
+                        + batch.variance.reshape(row).mul_scalar(MOMENTUM * unbiased),
+                );
+                batch.output
             }
         };
         (normalized, [geometry.out_height(), geometry.out_width()])
     }
-}
-
-/// `γ / √(v + ε)` per channel (`[c, 1]` columns).
-fn scale(var: Tensor<2>, gamma: Tensor<2>) -> Tensor<2> {
-    gamma * var.add_scalar(EPSILON).sqrt().recip()
 }
 
 /// BatchNorm with given statistics: `(z − μ) γ / √(v + ε) + β` per row of `z`.
@@ -267,7 +262,7 @@ fn normalize(
     gamma: Tensor<2>,
     beta: Tensor<2>,
 ) -> Tensor<2> {
-    (z - mean) * scale(var, gamma) + beta
+    (z - mean) * normalizer(var, gamma, EPSILON) + beta
 }
 
 /// The forward pass on inputs `x: [n, channels·height·width]` (channels-major images).
