@@ -75,8 +75,10 @@ impl Kernel for SoftplusGrad {
 }
 
 /// The float types the kernels take: each value is widened to f64 and rounded back.
-trait Lane: Copy + Send + Sync + bytemuck::Pod + burn::tensor::Element {
+pub(crate) trait Lane: Copy + Send + Sync + bytemuck::Pod + burn::tensor::Element {
+    /// The value in f64.
     fn widen(self) -> f64;
+    /// `x` rounded to this type.
     fn narrow(x: f64) -> Self;
 }
 

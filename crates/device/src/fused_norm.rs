@@ -6,6 +6,7 @@
 //! rayon's threads. The backward rule itself is not differentiable again (like Burn's own
 //! `batch_norm_train_backward`); nothing here differentiates twice.
 
+use crate::fused::Lane;
 use crate::norm::BatchNormRows;
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -54,34 +55,6 @@ pub fn batch_norm(z: Tensor<2>, gamma: Tensor<2>, beta: Tensor<2>, epsilon: f64)
         output: Tensor::from_dispatch(output),
         mean: moments.clone().slice(s![0..channels, 0..1]),
         variance: moments.slice(s![0..channels, 1..2]),
-    }
-}
-
-/// Element types of the kernels (values are accumulated in f64).
-trait Lane: burn::tensor::Element + bytemuck::Pod + Send + Sync {
-    fn widen(self) -> f64;
-    fn narrow(x: f64) -> Self;
-}
-
-impl Lane for f32 {
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        f64::from(self)
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> Self {
-        x as f32
-    }
-}
-
-impl Lane for f64 {
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> Self {
-        x
     }
 }
 
