@@ -444,3 +444,60 @@ fn bad_shapes_are_errors() {
         "{err}"
     );
 }
+
+/// flex runs ResNet-18's convolutions and BatchNorm through its fused kernels, every other
+/// backend through Burn's `conv2d` and composed ops: on ndarray the loss, the gradient of every
+/// trained tensor and the updated running statistics must agree with flex's to f64 rounding.
+#[test]
+fn ndarray_runs_the_same_network_as_flexs_fused_kernels() {
+    use overparam::device::{BackendKind, Precision};
+    let config = config();
+    let values = values();
+    let d = config.input_dim;
+    let x = inputs();
+    let y: Vec<f64> = (0..N)
+        .flat_map(|i| (0..CLASSES).map(move |k| f64::from(u8::from(k == (i + 1) % CLASSES))))
+        .collect();
+    let specs = config.layers();
+    let mask: Vec<bool> = specs.iter().map(|s| s.trained_by_default).collect();
+    let run = |backend: BackendKind| {
+        let compute = Compute::new(backend, Precision::F64).unwrap();
+        let tensors = Network::from_values(&config, &compute, &values)
+            .unwrap()
+            .values();
+        let (_, statistics) = forward_train(&config, &tensors, compute.tensor(&x, [N, d]));
+        let result = loss_and_gradients(
+            &config,
+            &tensors,
+            &mask,
+            compute.tensor(&x, [N, d]),
+            compute.tensor(&y, [N, CLASSES]),
+            Loss::CrossEntropy,
+        );
+        let gradients: Vec<Vec<f64>> = result
+            .gradients
+            .into_iter()
+            .flatten()
+            .map(to_f64_vec)
+            .collect();
+        let statistics: Vec<Vec<f64>> = statistics.into_iter().flatten().map(to_f64_vec).collect();
+        (result.loss, gradients, statistics)
+    };
+    let (flex, ndarray) = (run(BackendKind::Flex), run(BackendKind::Ndarray));
+    assert!(
+        (flex.0 - ndarray.0).abs() < 1e-12,
+        "loss {} vs {}",
+        flex.0,
+        ndarray.0
+    );
+    assert_eq!(flex.1.len(), ndarray.1.len());
+    assert_eq!(flex.2.len(), 2 * 20, "two running statistics per BatchNorm");
+    for (what, a, b) in [
+        ("gradient", &flex.1, &ndarray.1),
+        ("statistic", &flex.2, &ndarray.2),
+    ] {
+        for (k, (a, b)) in a.iter().zip(b).enumerate() {
+            assert_close(&format!("{what} {k}"), a, b, 1e-11);
+        }
+    }
+}
