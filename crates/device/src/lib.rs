@@ -200,6 +200,9 @@ impl Compute {
     /// Checks that the backend is compiled in and supports the precision.
     pub fn new(backend: BackendKind, precision: Precision) -> Result<Self, DeviceError> {
         let device = backend.device()?;
+        if backend != BackendKind::Wgpu {
+            reuse_freed_memory();
+        }
         if !backend.supports(precision) {
             return Err(DeviceError::UnsupportedDtype {
                 device: backend,
@@ -276,6 +279,29 @@ impl Compute {
 impl fmt::Display for Compute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.backend, self.precision)
+    }
+}
+
+/// Keeps freed memory in the process heap for reuse (glibc on Linux; once per process).
+///
+/// A CPU training step allocates and frees activations of tens of MB many times (ResNet-18 at
+/// w = 64, batch 128: 34 MB per stage-1 activation). glibc serves blocks above its mmap
+/// threshold (dynamic, at most 32 MB by default) with fresh pages from the kernel each time:
+/// every page faults and is zeroed, and every `munmap` interrupts the other cores to flush
+/// their TLBs. With the thresholds raised, freed blocks are reused. Measured on that step, in
+/// alternation: 1.5–2.6 s with the defaults, 1.7–1.8 s (and steady) with the thresholds raised.
+fn reuse_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only sets allocator parameters; called before the large
+            // allocations it is meant for, and it is thread-safe in glibc.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            }
+        });
     }
 }
 
