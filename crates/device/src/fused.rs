@@ -10,6 +10,7 @@
 //! Without FMA ([`vmath::Simd::None`]: x86-64 before AVX2 + FMA, architectures other than
 //! x86-64 and aarch64) and for half-precision tensors, flex's own `log σ` op is used.
 
+use crate::lanes::Lane;
 use crate::vmath::{self, Simd};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -71,36 +72,6 @@ impl Kernel for SoftplusGrad {
     #[inline(always)]
     fn eval(z: f64, g: f64) -> f64 {
         g * vmath::sigmoid(z)
-    }
-}
-
-/// The float types the kernels take: each value is widened to f64 and rounded back.
-pub(crate) trait Lane: Copy + Send + Sync + bytemuck::Pod + burn::tensor::Element {
-    /// The value in f64.
-    fn widen(self) -> f64;
-    /// `x` rounded to this type.
-    fn narrow(x: f64) -> Self;
-}
-
-impl Lane for f64 {
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> Self {
-        x
-    }
-}
-
-impl Lane for f32 {
-    #[inline(always)]
-    fn widen(self) -> f64 {
-        f64::from(self)
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> Self {
-        x as f32
     }
 }
 

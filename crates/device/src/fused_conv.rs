@@ -14,16 +14,16 @@
 //! its input gradient, `V` its weight gradient; all three are bilinear).
 
 use crate::conv::ConvGeometry;
+use crate::lanes::{Lane, float_kernel};
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::Tensor;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::ops::Range;
@@ -115,37 +115,21 @@ impl ChannelConv for Flex {
     }
 }
 
-/// Runs `op` in f32 or f64; other float types go through f32.
+/// Runs `op` in f32 or f64 (other float types through f32).
 fn flex_run(op: Op, a: FlexTensor, b: FlexTensor, plan: Plan) -> FlexTensor {
-    fn typed<T: Scalar>(op: Op, a: &FlexTensor, b: &FlexTensor, plan: &Plan) -> FlexTensor {
-        let (a, b) = (a.to_contiguous(), b.to_contiguous());
-        let expect = "a contiguous tensor has a slice";
-        let (a, b) = (
-            a.as_slice::<T>().expect(expect),
-            b.as_slice::<T>().expect(expect),
-        );
-        let (values, shape) = match op {
+    fn run<T: Scalar>(op: Op, [a, b]: [&[T]; 2], plan: &Plan) -> [(Vec<T>, [usize; 2]); 1] {
+        [match op {
             Op::Forward => (plan.forward(a, b), [plan.c_out, plan.out_columns]),
             Op::InputGrad => (plan.input_grad(a, b), [plan.c_in, plan.in_columns]),
             Op::WeightGrad => (plan.weight_grad(a, b), [plan.c_out, plan.patch]),
-        };
-        FlexTensor::from_data(TensorData::new(values, shape))
+        }]
     }
-    match a.dtype() {
-        DType::F64 => typed::<f64>(op, &a, &b, &plan),
-        DType::F32 => typed::<f32>(op, &a, &b, &plan),
-        dtype => {
-            let wide = |t| Flex::float_cast(t, FloatDType::F32);
-            let out = typed::<f32>(op, &wide(a), &wide(b), &plan);
-            Flex::float_cast(out, dtype.into())
-        }
-    }
+    let [out] = float_kernel([a, b], |v| run(op, v, &plan), |v| run(op, v, &plan));
+    out
 }
 
 /// The element types of the kernels.
-trait Scalar:
-    'static + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync + std::ops::AddAssign
-{
+trait Scalar: Lane + std::ops::AddAssign + 'static {
     const ZERO: Self;
     const ONE: Self;
 }
@@ -158,6 +142,64 @@ impl Scalar for f32 {
 impl Scalar for f64 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+}
+
+/// `values` as a matrix operand with strides `row` and `col`.
+fn matrix<T>(values: &[T], row: usize, col: usize) -> Strided<T> {
+    Strided {
+        ptr: values.as_ptr(),
+        row,
+        col,
+    }
+}
+
+/// A strided matrix operand: element `(i, j)` at `ptr + i·row + j·col`.
+#[derive(Clone, Copy)]
+struct Strided<T> {
+    ptr: *const T,
+    row: usize,
+    col: usize,
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, for `lhs: m × k` and `rhs: k × n`
+/// into a row-major `dst` with row stride `dst_row`, with `gemm` on the calling thread.
+///
+/// # Safety
+/// Every element of `lhs`, `rhs` and of `dst`'s `m` rows of `n` is in bounds, and no other thread
+/// touches that part of `dst`.
+unsafe fn product<T: Scalar>(
+    [m, n, k]: [usize; 3],
+    dst: *mut T,
+    dst_row: usize,
+    accumulate: bool,
+    lhs: Strided<T>,
+    rhs: Strided<T>,
+) {
+    let alpha = if accumulate { T::ONE } else { T::ZERO };
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row as isize,
+            accumulate,
+            lhs.ptr,
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.ptr,
+            rhs.col as isize,
+            rhs.row as isize,
+            alpha,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Output pixels per tile: a tile's patch matrix of a 3 × 3 conv with 16 channels is then
@@ -223,29 +265,17 @@ impl Plan {
             let width = images.len() * self.pixels();
             with_scratch(self.patch * width, |col: &mut [T]| {
                 self.im2col(x, images.clone(), col);
+                let (w, col) = (matrix(w, self.patch, 1), matrix(col, width, 1));
                 // SAFETY: the tile's columns of every row of y lie in y and no other tile
                 // writes them; w and col have the stated shapes.
                 unsafe {
-                    gemm::gemm(
-                        self.c_out,
-                        width,
-                        self.patch,
+                    product(
+                        [self.c_out, width, self.patch],
                         out.at(images.start * self.pixels()),
-                        1,
-                        self.out_columns as isize,
+                        self.out_columns,
                         false,
-                        w.as_ptr(),
-                        1,
-                        self.patch as isize,
-                        col.as_ptr(),
-                        1,
-                        width as isize,
-                        T::ZERO,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        w,
+                        col,
                     );
                 }
             });
@@ -262,28 +292,17 @@ impl Plan {
         self.tiles().into_par_iter().for_each(|images| {
             let width = images.len() * self.pixels();
             with_scratch(self.patch * width, |col: &mut [T]| {
+                let w_t = matrix(w, 1, self.patch);
+                let grad = matrix(&grad[images.start * self.pixels()..], self.out_columns, 1);
                 // SAFETY: col is patch × width; wᵀ and the tile's columns of ȳ are in bounds.
                 unsafe {
-                    gemm::gemm(
-                        self.patch,
-                        width,
-                        self.c_out,
+                    product(
+                        [self.patch, width, self.c_out],
                         col.as_mut_ptr(),
-                        1,
-                        width as isize,
+                        width,
                         false,
-                        w.as_ptr(),
-                        self.patch as isize,
-                        1,
-                        grad.as_ptr().add(images.start * self.pixels()),
-                        1,
-                        self.out_columns as isize,
-                        T::ZERO,
-                        T::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        w_t,
+                        grad,
                     );
                 }
                 // SAFETY: the tile's images are written by this tile only.
@@ -309,28 +328,18 @@ impl Plan {
                         // (the reduction runs along pixels in both factors; packing X̂ itself
                         // would gather across rows, which cost a fifth of the step at w = 64).
                         transpose(col, self.patch, width, pixel_major);
+                        let grad =
+                            matrix(&grad[images.start * self.pixels()..], self.out_columns, 1);
+                        let pixel_major = matrix(pixel_major, self.patch, 1);
                         // SAFETY: dw is c_out × patch; the operands are in bounds.
                         unsafe {
-                            gemm::gemm(
-                                self.c_out,
-                                self.patch,
-                                width,
+                            product(
+                                [self.c_out, self.patch, width],
                                 dw.as_mut_ptr(),
-                                1,
-                                self.patch as isize,
+                                self.patch,
                                 true,
-                                grad.as_ptr().add(images.start * self.pixels()),
-                                1,
-                                self.out_columns as isize,
-                                pixel_major.as_ptr(),
-                                1,
-                                self.patch as isize,
-                                T::ONE,
-                                T::ONE,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
+                                grad,
+                                pixel_major,
                             );
                         }
                     });
@@ -346,10 +355,10 @@ impl Plan {
             )
     }
 
-    /// For each patch row `(c, a, b)` and output pixel `(i, u, v)` of the tile, the input
-    /// position `(i, s·u + a − p, s·v + b − p)`, or `None` in the padding; `visit(row, column
-    /// of the tile, span)` gets runs of valid pixels along `v`: `span = (out_v, in_x, len)`.
-    fn walk(&self, images: Range<usize>, mut visit: impl FnMut(usize, usize, usize, Segment)) {
+    /// For each patch row `(c, a, b)` and output row `(i, u)` of the tile, where output pixel
+    /// `(i, u, v)` reads input `(i, s·u + a − p, s·v + b − p)`: `visit(row, tile column of
+    /// (i, u, 0), segment)` with the run of `v` that falls inside the image ([`Segment`]).
+    fn walk(&self, images: Range<usize>, mut visit: impl FnMut(usize, usize, Segment)) {
         let g = self.geometry;
         let (k, s, p) = (g.kernel, g.stride, g.padding);
         let (pixels, plane) = (self.pixels(), g.height * g.width);
@@ -378,7 +387,7 @@ impl Plan {
                                 },
                                 _ => Segment::Padding,
                             };
-                            visit(row, start, self.out_width, segment);
+                            visit(row, start, segment);
                         }
                     }
                 }
@@ -429,8 +438,8 @@ impl Plan {
             return;
         }
         let s = self.geometry.stride;
-        self.walk(images, |row, start, len, segment| {
-            let out = &mut col[row * width + start..][..len];
+        self.walk(images, |row, start, segment| {
+            let out = &mut col[row * width + start..][..self.out_width];
             match segment {
                 Segment::Padding => out.fill(T::ZERO),
                 Segment::Valid { v0, v1, input } => {
@@ -477,7 +486,7 @@ impl Plan {
             return;
         }
         let s = self.geometry.stride;
-        self.walk(images, |row, start, _, segment| {
+        self.walk(images, |row, start, segment| {
             if let Segment::Valid { v0, v1, input } = segment {
                 let grad = &col[row * width + start + v0..][..v1 - v0];
                 for (j, &g) in grad.iter().enumerate() {

@@ -6,7 +6,7 @@
 //! rayon's threads. The backward rule itself is not differentiable again (like Burn's own
 //! `batch_norm_train_backward`); nothing here differentiates twice.
 
-use crate::fused::Lane;
+use crate::lanes::{Lane, float_kernel};
 use crate::norm::BatchNormRows;
 use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -14,10 +14,9 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
-use burn::tensor::{DType, FloatDType, Tensor, TensorData, s};
+use burn::tensor::{Tensor, s};
 use rayon::prelude::*;
 
 /// Training-mode BatchNorm over rows and its backward rule as backend operations.
@@ -56,37 +55,6 @@ pub fn batch_norm(z: Tensor<2>, gamma: Tensor<2>, beta: Tensor<2>, epsilon: f64)
         mean: moments.clone().slice(s![0..channels, 0..1]),
         variance: moments.slice(s![0..channels, 1..2]),
     }
-}
-
-/// Contiguous f32 or f64 views of flex tensors, or the tensors cast to f32 for other dtypes;
-/// `run` gets the views and the row length, and its outputs are cast back.
-fn typed<const N: usize, const K: usize>(
-    inputs: [FlexTensor; N],
-    run32: impl FnOnce([&[f32]; N], usize) -> [(Vec<f32>, [usize; 2]); K],
-    run64: impl FnOnce([&[f64]; N], usize) -> [(Vec<f64>, [usize; 2]); K],
-) -> [FlexTensor; K] {
-    let dtype = inputs[0].dtype();
-    let row = inputs[0].shape()[1];
-    let inputs = inputs.map(|t| match dtype {
-        DType::F32 | DType::F64 => t.to_contiguous(),
-        _ => Flex::float_cast(t, FloatDType::F32),
-    });
-    fn wrap<T: Lane>((values, shape): (Vec<T>, [usize; 2])) -> FlexTensor {
-        FlexTensor::from_data(TensorData::new(values, shape))
-    }
-    fn views<T: Lane, const N: usize>(inputs: &[FlexTensor; N]) -> [&[T]; N] {
-        inputs
-            .each_ref()
-            .map(|t| t.as_slice::<T>().expect("a contiguous tensor has a slice"))
-    }
-    if dtype == DType::F64 {
-        return run64(views(&inputs), row).map(wrap);
-    }
-    let out = run32(views(&inputs), row).map(wrap);
-    if dtype == DType::F32 {
-        return out;
-    }
-    out.map(|t| Flex::float_cast(t, dtype.into()))
 }
 
 /// Mean and biased variance of a row (two sweeps).
@@ -174,10 +142,11 @@ impl RowBatchNorm for Flex {
         beta: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor) {
-        let [out, stats] = typed(
+        let row = z.shape()[1];
+        let [out, stats] = float_kernel(
             [z, gamma, beta],
-            |v, row| forward(v, row, epsilon),
-            |v, row| forward(v, row, epsilon),
+            |v| forward(v, row, epsilon),
+            |v| forward(v, row, epsilon),
         );
         (out, stats)
     }
@@ -189,10 +158,11 @@ impl RowBatchNorm for Flex {
         grad: FlexTensor,
         epsilon: f64,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [dz, dgamma, dbeta] = typed(
+        let row = z.shape()[1];
+        let [dz, dgamma, dbeta] = float_kernel(
             [z, moments, gamma, grad],
-            |v, row| backward(v, row, epsilon),
-            |v, row| backward(v, row, epsilon),
+            |v| backward(v, row, epsilon),
+            |v| backward(v, row, epsilon),
         );
         (dz, dgamma, dbeta)
     }

@@ -15,6 +15,8 @@ pub mod fused;
 pub mod fused_conv;
 #[cfg(feature = "flex")]
 pub mod fused_norm;
+#[cfg(feature = "flex")]
+mod lanes;
 pub mod norm;
 pub mod vmath;
 
