@@ -91,41 +91,6 @@ impl WeightedSamples<'_> {
     }
 }
 
-/// Highest degree of the Mehler series.
-pub(crate) const MEHLER_DEGREE: usize = 120;
-/// Half-width of the range in z for the Hermite coefficients: the Hermite functions of degree
-/// k ≤ 120 live inside `|z| < sqrt(4k + 2) ≈ 22`.
-const MEHLER_RANGE: f64 = 24.0;
-
-/// The largest last term `|c_k d_k ρ^k|` of a Mehler series that is accepted. The coefficients
-/// of the smooth activations decay like `exp(−δ sqrt(2k))` (successive terms at k ≈ 120 shrink
-/// by a factor ~0.9 at the variances ~10 of deep conv layers), so the truncated tail is at most
-/// ~10 times the last term: about 1e-10 at the threshold.
-const MEHLER_TAIL: f64 = 1e-11;
-
-/// `Σ_k ρ^k c_k d_k`, Mehler's expansion of `E[g(u) h(v)]` from the Hermite coefficients of
-/// `g(sqrt(a) z)` and `h(sqrt(b) z)`; `None` when the truncated tail could exceed ~1e-10
-/// (slowly decaying coefficients at |ρ| near 1, [`MEHLER_TAIL`]). Four interleaved Horner
-/// chains in ρ⁴, so that the additions do not wait on each other.
-pub(crate) fn mehler(c: &[f64], d: &[f64], rho: f64) -> Option<f64> {
-    let k = c.len().min(d.len()) - 1;
-    let tail = (k - 3..=k).map(|j| (c[j] * d[j]).abs()).fold(0.0, f64::max);
-    if tail * rho.abs().powi(k as i32 - 3) > MEHLER_TAIL {
-        return None;
-    }
-    let (c, d) = (&c[..=k], &d[..=k]);
-    let rho4 = rho.powi(4);
-    let mut chains = [0.0; 4];
-    for q in (0..=k / 4).rev() {
-        for (m, chain) in chains.iter_mut().enumerate() {
-            let j = 4 * q + m;
-            let term = if j <= k { c[j] * d[j] } else { 0.0 };
-            *chain = *chain * rho4 + term;
-        }
-    }
-    Some(chains[0] + rho * (chains[1] + rho * (chains[2] + rho * chains[3])))
-}
-
 /// The bivariate Gaussian expectations of an activation that the recursions need.
 #[derive(Debug, Clone, Copy)]
 pub struct GaussianPair {
@@ -382,49 +347,64 @@ impl GaussianPair {
         }
     }
 
-    /// The orthonormal Hermite coefficients `c_k = E[g(sqrt(a) z) h_k(z)]`, k ≤ 120
-    /// (`h_k = He_k / sqrt(k!)`), of σ (`Values`) or σ' (`Derivatives`), so that
+    /// The orthonormal Hermite coefficients `c_k = E[g(sqrt(a) z) h_k(z)]`
+    /// (`h_k = He_k / sqrt(k!)`) of σ (`Values`) or σ' (`Derivatives`) at every variance
+    /// `a = variances[i]`, for k ≤ `degree(i)`, on all cores: by Mehler's formula
     /// `E[g(u)g(v)] = Σ_k ρ^k c_k(a) c_k(b)` for `u = sqrt(a) z1`, `v = sqrt(b) z2`,
-    /// corr(z1, z2) = ρ (Mehler's formula).
-    #[cfg(test)]
-    pub(crate) fn hermite(&self, which: Moment, a: f64) -> Vec<f64> {
-        self.hermite_batch(which, &[a])
-            .pop()
-            .expect("one variance in, one out")
-    }
-
-    /// [`GaussianPair::hermite`] at every variance of `variances`, on all cores. The
-    /// trapezoid rule (see `quadrature`) has one step for all of them, fine enough for the
-    /// oscillations of h_120 (wavelength ~ 0.3) and for g's features of width 1/scale at the
-    /// largest scale (a Gauss–Hermite rule of 200 nodes left errors of 4e-7 in c_1 of
-    /// tanh(3z)); the Hermite functions at the nodes are then one matrix B, and the
-    /// coefficients of all variances one product `B · [w_z g(sqrt(a) z)]`.
-    pub(crate) fn hermite_batch(&self, which: Moment, variances: &[f64]) -> Vec<Vec<f64>> {
-        const CHUNK: usize = 1024;
-        let largest = variances.iter().fold(0.0f64, |m, &a| m.max(a)).sqrt();
-        let h = (0.25 / largest.max(1e-300)).min(0.1);
-        let k = (MEHLER_RANGE / h).ceil() as i64;
-        let nodes: Vec<f64> = (-k..=k).map(|i| i as f64 * h).collect();
-        let norm = h / (2.0 * PI).sqrt();
-        // Rows h_j(z) by the recurrence h_0 = 1, h_1 = z,
-        // h_{j+1} = (z h_j − sqrt(j) h_{j−1}) / sqrt(j + 1), all nodes at once.
-        let mut basis = Mat::<f64>::zeros(MEHLER_DEGREE + 1, nodes.len());
-        for (t, &z) in nodes.iter().enumerate() {
-            let (mut previous, mut current) = (1.0, z);
-            basis[(0, t)] = previous;
-            basis[(1, t)] = current;
-            for j in 1..MEHLER_DEGREE {
-                let next = (z * current - (j as f64).sqrt() * previous) / ((j + 1) as f64).sqrt();
-                basis[(j + 1, t)] = next;
-                (previous, current) = (current, next);
+    /// corr(z1, z2) = ρ. The variances are taken in ascending groups; each group
+    /// integrates on one trapezoid grid, so the Hermite functions at its nodes are one matrix
+    /// B and the coefficients of the group one product `B · [w_z g(sqrt(a) z)]`.
+    ///
+    /// The integrand is `g(sqrt(a) z) ψ_k(z) e^{−z²/4}` up to a constant, with the Hermite
+    /// function `ψ_k = h_k sqrt(φ)` (at most ~1 on the real line): the nodes stop at
+    /// |z| = 14 (e^{−49}), and B holds `h_k(z) e^{−z²/4}` (by the recurrence
+    /// `h_{j+1} = (z h_j − sqrt(j) h_{j−1}) / sqrt(j + 1)` from `h_0 = e^{−z²/4}`), so no
+    /// value is large. Off the axis, at `z + iy`, `ψ_k` grows at most like `e^{y sqrt(2k + 1)}`
+    /// and `e^{−z²/4}` like `e^{y²/4}`, while g is analytic for `|y| < δ/sqrt(a)` (δ its
+    /// strip, [`analytic_strip`]): the trapezoid rule's error is about
+    /// `e^{y sqrt(2K + 1) + y²/4 − 2πy/h}`, and the step h is the largest that brings it to
+    /// e^{−36} at `y = 0.75 δ / sqrt(a)` (at most 4) for the group's largest variance and
+    /// degree K.
+    pub(crate) fn hermite_batch(
+        &self,
+        which: Moment,
+        variances: &[f64],
+        degree: impl Fn(usize) -> usize + Sync,
+    ) -> Vec<Vec<f64>> {
+        const GROUP: usize = 256;
+        const RANGE: f64 = 14.0;
+        let mut order: Vec<usize> = (0..variances.len()).collect();
+        order.sort_by(|&i, &j| variances[i].total_cmp(&variances[j]));
+        let groups = order.len().div_ceil(GROUP);
+        let strip = analytic_strip(self.activation);
+        let parts = crate::pairwise::parallel_map(groups, &|group| {
+            let members = &order[group * GROUP..((group + 1) * GROUP).min(order.len())];
+            let largest = members
+                .iter()
+                .fold(0.0f64, |m, &i| m.max(variances[i]))
+                .max(0.0);
+            let k = members.iter().map(|&i| degree(i)).max().unwrap_or(0);
+            let y = (MARGIN * strip / largest.sqrt().max(1e-300)).min(4.0);
+            let h =
+                (2.0 * PI * y / (36.0 + y * ((2 * k + 1) as f64).sqrt() + y * y / 4.0)).min(0.1);
+            let last = (RANGE / h).ceil() as i64;
+            let nodes: Vec<f64> = (-last..=last).map(|i| i as f64 * h).collect();
+            let mut basis = Mat::<f64>::zeros(k + 1, nodes.len());
+            for (t, &z) in nodes.iter().enumerate() {
+                // h_j and h_{j−1}, times e^{−z²/4}.
+                let (mut here, mut below) = ((-0.25 * z * z).exp(), 0.0);
+                basis[(0, t)] = here;
+                for j in 0..k {
+                    let next = (z * here - (j as f64).sqrt() * below) / ((j + 1) as f64).sqrt();
+                    basis[(j + 1, t)] = next;
+                    (below, here) = (here, next);
+                }
             }
-        }
-        let weights: Vec<f64> = nodes.iter().map(|z| norm * (-0.5 * z * z).exp()).collect();
-        let chunks = variances.len().div_ceil(CHUNK);
-        let parts = crate::pairwise::parallel_map(chunks, &|chunk| {
-            let part = &variances[chunk * CHUNK..((chunk + 1) * CHUNK).min(variances.len())];
-            let mut samples = Mat::<f64>::zeros(nodes.len(), part.len());
-            for (v, &a) in part.iter().enumerate() {
+            // The other half of φ, e^{−z²/4}, with the step and φ's constant.
+            let norm = h / (2.0 * PI).sqrt();
+            let weights: Vec<f64> = nodes.iter().map(|z| norm * (-0.25 * z * z).exp()).collect();
+            let mut samples = Mat::<f64>::zeros(nodes.len(), members.len());
+            for (v, &i) in members.iter().enumerate() {
                 let column = samples
                     .col_mut(v)
                     .try_as_col_major_mut()
@@ -433,13 +413,13 @@ impl GaussianPair {
                 WeightedSamples {
                     activation: self.activation,
                     which,
-                    a,
+                    a: variances[i],
                     nodes: &nodes,
                     weights: &weights,
                 }
                 .write(column);
             }
-            let mut coefficients = Mat::<f64>::zeros(MEHLER_DEGREE + 1, part.len());
+            let mut coefficients = Mat::<f64>::zeros(k + 1, members.len());
             faer::linalg::matmul::matmul(
                 coefficients.as_mut(),
                 faer::Accum::Replace,
@@ -448,11 +428,20 @@ impl GaussianPair {
                 1.0,
                 faer::Par::Seq,
             );
-            (0..part.len())
-                .map(|v| coefficients.col(v).iter().copied().collect())
-                .collect::<Vec<Vec<f64>>>()
+            members
+                .iter()
+                .enumerate()
+                .map(|(v, &i)| {
+                    let count = degree(i) + 1;
+                    (i, coefficients.col(v).iter().take(count).copied().collect())
+                })
+                .collect::<Vec<(usize, Vec<f64>)>>()
         });
-        parts.concat()
+        let mut out = vec![Vec::new(); variances.len()];
+        for (i, c) in parts.into_iter().flatten() {
+            out[i] = c;
+        }
+        out
     }
 
     /// `E_{u~N(0,a)}[σ(u)]`; for ReLU `sqrt(a/(2π))`, for erf (odd) 0.
@@ -533,77 +522,25 @@ mod tests {
     }
 
     #[test]
-    fn mehler_series_matches_direct_quadrature() {
-        // Unequal variances as in the conv recursions, including the large ones of deep
-        // layers (a = 9) and correlations near ±1.
-        for act in [
-            Activation::Softplus,
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Gelu,
-        ] {
-            let pair = GaussianPair::new(act);
-            let mut used = 0;
-            for (a, b) in [(0.3, 0.8), (1.0, 1.0), (2.5, 0.4), (9.0, 7.0), (0.0, 1.0)] {
-                for rho in [-0.97, -0.4, 0.0, 0.35, 0.9, 0.999] {
-                    let c = rho * f64::sqrt(a * b);
-                    for which in [Moment::Values, Moment::Derivatives] {
-                        let (ca, cb) = (pair.hermite(which, a), pair.hermite(which, b));
-                        if let Some(series) = mehler(&ca, &cb, rho) {
-                            used += 1;
-                            let direct = pair.moment(which, a, b, c);
-                            assert!(
-                                (series - direct).abs() < 1e-8,
-                                "{act} {which:?} a={a} b={b} ρ={rho}: {series} vs {direct}"
-                            );
-                        }
-                    }
-                }
-            }
-            // The series is the fast path: it must apply to most of these cases.
-            assert!(used >= 50, "{act}: series used in {used} of 60 cases");
-        }
-    }
-
-    #[test]
-    fn quadrature_and_series_reproduce_the_erf_kernels() {
-        // erf is smooth and has closed forms: an independent check of both general paths.
+    fn quadrature_reproduces_the_erf_kernels() {
+        // erf is smooth and has closed forms: an independent check of the general path.
         let pair = GaussianPair::new(Activation::Erf);
         let erf = |u: f64| Activation::Erf.eval(u);
         let derf = |u: f64| Activation::Erf.derivative(u);
-        let mut series_used = 0;
         for (a, b) in [(0.3, 0.8), (1.0, 1.0), (9.0, 7.0), (0.05, 3.0)] {
             for rho in [-0.95, -0.3, 0.0, 0.6, 0.999] {
                 let c = rho * f64::sqrt(a * b);
-                let exact = [pair.sigma_sigma(a, b, c), pair.dsigma_dsigma(a, b, c)];
-                let quad = [
-                    quadrature(a, b, c, erf, erf),
-                    quadrature(a, b, c, derf, derf),
-                ];
-                for which in [Moment::Values, Moment::Derivatives] {
-                    let k = which as usize;
+                for (quad, exact) in [
+                    (quadrature(a, b, c, erf, erf), pair.sigma_sigma(a, b, c)),
+                    (quadrature(a, b, c, derf, derf), pair.dsigma_dsigma(a, b, c)),
+                ] {
                     assert!(
-                        (quad[k] - exact[k]).abs() < 1e-10,
-                        "{which:?} a={a} b={b} ρ={rho}: quadrature {} vs {}",
-                        quad[k],
-                        exact[k]
+                        (quad - exact).abs() < 1e-10,
+                        "a={a} b={b} ρ={rho}: quadrature {quad} vs {exact}"
                     );
-                    let (ca, cb) = (pair.hermite(which, a), pair.hermite(which, b));
-                    if let Some(series) = mehler(&ca, &cb, rho) {
-                        series_used += 1;
-                        assert!(
-                            (series - exact[k]).abs() < 1e-9,
-                            "{which:?} a={a} b={b} ρ={rho}: series {series} vs {}",
-                            exact[k]
-                        );
-                    }
                 }
             }
         }
-        assert!(
-            series_used >= 30,
-            "series used in {series_used} of 40 cases"
-        );
         // Its mean is 0 (odd), as the quadrature says.
         assert!(GaussHermite::standard().expect(|z| erf(3.0 * z)).abs() < 1e-13);
     }

@@ -18,6 +18,7 @@ pub mod prediction;
 mod price;
 #[cfg(test)]
 mod reference;
+mod series;
 
 pub use expectation::{GaussianPair, Moment};
 pub use hinf::{h_infinity, h_infinity_cross};

@@ -2,9 +2,9 @@
 //! (sample, position) entries, `(u, v) ~ N(0, [[a, c], [c, b]])` with a, b the two entries'
 //! variances (the diagonal of `C^(h)`) and c their covariance.
 
-use crate::expectation::{GaussianPair, Moment, mehler, relu_moments};
-use crate::pairwise::{Tabulated, per_distinct};
-use crate::price::PriceSeries;
+use crate::expectation::{GaussianPair, Moment, relu_moments};
+use crate::pairwise::Tabulated;
+use crate::series::SeriesBlocks;
 
 /// Below this many entries the direct evaluation is cheaper than building a table.
 const TABLE_MIN_ENTRIES: usize = 48;
@@ -17,10 +17,9 @@ const TABLE_MIN_ENTRIES: usize = 48;
 ///   the maps depend on c alone and are tabulated once on [−q, q] (Chebyshev) and
 ///   interpolated;
 /// - otherwise (the conv recursions, whose variances depend on sample and position):
-///   Mehler's series `Σ_k ρ^k c_k(a) c_k(b)` from Hermite coefficients computed once per
-///   distinct variance; where its truncated tail could matter (ρ near ±1), Price's series
-///   around perfect correlation (softplus, sigmoid, tanh: one 1-D pass for both
-///   expectations, `crate::price`), and the direct quadrature beyond both.
+///   Mehler's series from the Hermite coefficients of σ' per entry, eight positions at a
+///   time ([`SeriesBlocks`]); where its truncated tail could matter, Price's series around
+///   perfect correlation (softplus, sigmoid, tanh: `crate::price`) or the direct quadrature.
 pub(crate) enum Moments {
     Closed,
     Table {
@@ -29,20 +28,13 @@ pub(crate) enum Moments {
         /// Both maps at c = q, computed directly (a sample with itself).
         at_q: (f64, f64),
     },
-    Series {
-        /// Hermite coefficients of σ and of σ' per distinct variance.
-        values: Vec<Vec<f64>>,
-        derivatives: Vec<Vec<f64>>,
-        /// Each entry's slot among the distinct variances.
-        slot: Vec<u32>,
-        /// The expansion around ρ = ±1, for the activations it supports.
-        price: Option<PriceSeries>,
-    },
+    Series(SeriesBlocks),
 }
 
 impl Moments {
-    /// The evaluator for a layer whose entries have the variances `diag`.
-    pub(crate) fn new(pair: GaussianPair, diag: &[f64]) -> Self {
+    /// The evaluator for a layer whose entries (sample, position), `positions` per sample,
+    /// have the variances `diag`.
+    pub(crate) fn new(pair: GaussianPair, diag: &[f64], positions: usize) -> Self {
         if pair.has_closed_form() {
             return Self::Closed;
         }
@@ -55,28 +47,22 @@ impl Moments {
                 at_q: pair.moments(q, q, q),
             };
         }
-        let (distinct, slot) = per_distinct(diag, |a| a);
-        let coefficients = |which| pair.hermite_batch(which, &distinct);
-        Self::Series {
-            values: coefficients(Moment::Values),
-            derivatives: coefficients(Moment::Derivatives),
-            slot: slot.into_iter().map(|s| s as u32).collect(),
-            price: PriceSeries::new(pair.activation()),
-        }
+        Self::Series(SeriesBlocks::new(pair, diag, positions))
     }
 
-    /// The bytes of the Hermite coefficients a [`Moments::Series`] holds per distinct variance.
-    pub(crate) const SERIES_BYTES: usize = 2 * 8 * (crate::expectation::MEHLER_DEGREE + 1);
+    /// The bytes a [`Moments::Series`] holds per entry at most.
+    pub(crate) const SERIES_BYTES: usize = SeriesBlocks::ENTRY_BYTES;
 
-    /// Both expectations at every position of a pair of samples: entries `ia + l` and
-    /// `ib + l` with variances `a[l]`, `b[l]` and covariance `c[l]`, into `values[l]` and
-    /// `derivatives[l]`; `same` when both are one sample (c = a = b).
+    /// Both expectations at positions `first ..` of the samples i and j, `positions` per
+    /// sample, `first` a multiple of 8 ([`crate::series::LANES`]): variances `a[l]`, `b[l]`
+    /// and covariances `c[l]`, into `values[l]` and `derivatives[l]`; `same` when both are
+    /// one sample (c = a = b).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn eval_positions(
         &self,
         pair: GaussianPair,
-        (a, ia): (&[f64], usize),
-        (b, ib): (&[f64], usize),
+        (i, j, first): (usize, usize, usize),
+        (a, b): (&[f64], &[f64]),
         c: &[f64],
         same: bool,
         values: &mut [f64],
@@ -89,64 +75,31 @@ impl Moments {
             .zip(b)
             .zip(c)
             .zip(values.iter_mut().zip(derivatives.iter_mut()));
-        if matches!(self, Self::Closed) && pair.is_relu() {
-            for (((&a, &b), &c), (v, dv)) in entries {
-                (*v, *dv) = relu_moments(a, b, c);
-            }
-        } else {
-            for (l, (((&a, &b), &c), (v, dv))) in entries.enumerate() {
-                (*v, *dv) = self.eval(pair, (a, ia + l), (b, ib + l), c, same);
-            }
-        }
-    }
-
-    /// `(E[σ(u)σ(v)], E[σ'(u)σ'(v)])` for the entries `ia`, `ib` with variances `a`, `b` and
-    /// covariance `c`; `same` when both are one sample at one position (c = a = b).
-    pub(crate) fn eval(
-        &self,
-        pair: GaussianPair,
-        (a, ia): (f64, usize),
-        (b, ib): (f64, usize),
-        c: f64,
-        same: bool,
-    ) -> (f64, f64) {
         match self {
-            Self::Closed => pair.moments(a, b, c),
+            Self::Series(blocks) => {
+                blocks.eval(pair, (i, j, first), (a, b, c), same, values, derivatives)
+            }
+            Self::Closed if pair.is_relu() => {
+                for (((&a, &b), &c), (v, dv)) in entries {
+                    (*v, *dv) = relu_moments(a, b, c);
+                }
+            }
+            Self::Closed => {
+                for (((&a, &b), &c), (v, dv)) in entries {
+                    (*v, *dv) = pair.moments(a, b, c);
+                }
+            }
             Self::Table {
                 values,
                 derivatives,
                 at_q,
             } => {
-                if same {
-                    *at_q
-                } else {
-                    (values.eval(c), derivatives.eval(c))
-                }
-            }
-            Self::Series {
-                values,
-                derivatives,
-                slot,
-                price,
-            } => {
-                let norm = (a * b).sqrt();
-                let rho = if norm > 0.0 {
-                    (c / norm).clamp(-1.0, 1.0)
-                } else {
-                    0.0
-                };
-                let (sa, sb) = (slot[ia] as usize, slot[ib] as usize);
-                let v = mehler(&values[sa], &values[sb], rho);
-                let d = mehler(&derivatives[sa], &derivatives[sb], rho);
-                if let (Some(v), Some(d)) = (v, d) {
-                    return (v, d);
-                }
-                match price.as_ref().and_then(|p| p.moments(a, b, c)) {
-                    Some((pv, pd)) => (v.unwrap_or(pv), d.unwrap_or(pd)),
-                    None => (
-                        v.unwrap_or_else(|| pair.moment(Moment::Values, a, b, c)),
-                        d.unwrap_or_else(|| pair.moment(Moment::Derivatives, a, b, c)),
-                    ),
+                for (((_, _), &c), (v, dv)) in entries {
+                    (*v, *dv) = if same {
+                        *at_q
+                    } else {
+                        (values.eval(c), derivatives.eval(c))
+                    };
                 }
             }
         }
@@ -181,7 +134,7 @@ mod tests {
             let cov = |i: usize, j: usize| s(i) * s(j) * k[(i, j)];
             let diag: Vec<f64> = (0..n).map(|i| cov(i, i)).collect();
             let pair = GaussianPair::new(act);
-            let moments = Moments::new(pair, &diag);
+            let moments = Moments::new(pair, &diag, 1);
             assert_eq!(
                 matches!(moments, Moments::Series { .. }),
                 scaled,
@@ -191,7 +144,17 @@ mod tests {
             for i in 0..n {
                 for j in (i % 4..=i).step_by(4) {
                     let (a, b, c) = (diag[i], diag[j], cov(i, j));
-                    let (v, dv) = moments.eval(pair, (a, i), (b, j), c, i == j);
+                    let (mut v, mut dv) = ([0.0], [0.0]);
+                    moments.eval_positions(
+                        pair,
+                        (i, j, 0),
+                        (&[a], &[b]),
+                        &[c],
+                        i == j,
+                        &mut v,
+                        &mut dv,
+                    );
+                    let (v, dv) = (v[0], dv[0]);
                     assert!((v - pair.sigma_sigma(a, b, c)).abs() < 1e-8, "{act} σσ");
                     assert!(
                         (dv - pair.dsigma_dsigma(a, b, c)).abs() < 1e-8,

@@ -2,8 +2,9 @@
 
 use crate::expectation::GaussianPair;
 use crate::moments::Moments;
-use crate::pairwise::{fill_columns, mirror_lower, parallel_map, per_distinct};
+use crate::pairwise::{mirror_lower, parallel_map, per_distinct, stream_map, threads};
 use crate::patches::Patches;
+use crate::series::LANES;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
 use std::ops::Range;
@@ -205,15 +206,25 @@ impl Recursion {
             for (s, c) in sigma.chunks(p).zip(pre.chunks_mut(p)) {
                 self.patches.window_sum(s, c, &mut scratch);
             }
-            let moments = Moments::new(pair, &pre);
+            let moments = Moments::new(pair, &pre, p);
             let (means, slot) = per_distinct(&pre, |a| pair.mean(a));
             let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
             let root = layer.scale.sqrt();
             let next = parallel_map(n, &|i| {
-                (i * p..(i + 1) * p)
-                    .map(|k| {
-                        let a = pre[k];
-                        let value = moments.eval(pair, (a, k), (a, k), a, true).0;
+                let at = i * p..(i + 1) * p;
+                let own = &pre[at.clone()];
+                let (mut value, mut derivative) = (vec![0.0; p], vec![0.0; p]);
+                moments.eval_positions(
+                    pair,
+                    (i, i, 0),
+                    (own, own),
+                    own,
+                    true,
+                    &mut value,
+                    &mut derivative,
+                );
+                at.zip(value)
+                    .map(|(k, value)| {
                         let cross = bias[k] * mu[k] + mu[k] * bias[k];
                         next_sigma(layer.skip, (layer.scale, root), sigma[k], cross, value)
                     })
@@ -236,85 +247,108 @@ impl Recursion {
         Samples { x, d, p, layers }
     }
 
-    /// One pair of samples (i, j): the forward recursion on position vectors, then the
-    /// backward one. Forward, per position l: `C^(h)_l = Σ_o Σ^(h−1)_{l+o}`,
+    /// A tile of pairs of samples (i, j): the forward recursion on position vectors, one
+    /// layer at a time for all pairs (and, within a layer, eight positions at a time for all
+    /// pairs, so that the expectations of a tile read each block of its samples' Hermite
+    /// coefficients from cache), then the backward one pair by pair. Forward, per position l:
+    /// `C^(h)_l = Σ_o Σ^(h−1)_{l+o}`,
     /// `Σ^(h)_l = [Σ^(h−1)_l + sqrt(s)(b_i μ_j + μ_i b_j) if layer h skips] + s E[σ(u)σ(v)]`
     /// with `(u, v) ~ N(0, [[C_ii, C_l], [C_l, C_jj]])`, and `Ė^(h)_l = E[σ'(u)σ'(v)]`.
     /// Backward: `Γ^(H) = 1` (the read-out a ~ N(0, 1) at every channel and position),
-    /// `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`. Writes the limits of every
-    /// layer's Gram entry, `s Σ_l C^(h)_l Ė^(h)_l Γ^(h)_l` (the entry of `WH` is A's `K^(H)`),
-    /// and the read-out's, `Σ_l Σ^(H)_l`, into `out` (H + 1 values).
-    fn pair(
+    /// `Γ^(h−1) = [Γ^(h) if layer h skips] + s Φ(Ė^(h) ∘ Γ^(h))`. Writes, per pair, the limits
+    /// of every layer's Gram entry, `s Σ_l C^(h)_l Ė^(h)_l Γ^(h)_l` (the entry of `WH` is A's
+    /// `K^(H)`), and the read-out's, `Σ_l Σ^(H)_l`, into `out` (H + 1 values per pair). Each
+    /// pair's arithmetic is its own, whatever the tile.
+    fn tile(
         &self,
         samples: &Samples,
-        (i, j): (usize, usize),
+        pairs: &[(usize, usize)],
         scratch: &mut Scratch,
         out: &mut [f64],
     ) {
-        let (pair, p, d) = (self.pair, samples.p, samples.d);
-        let same = i == j;
+        let (pair, p, d, depth) = (self.pair, samples.p, samples.d, self.depth());
+        scratch.fit(pairs.len(), p, depth);
         let Scratch {
             sigma,
             pre,
             edot,
+            values,
             gamma,
             t,
             u,
         } = scratch;
-        self.patches.input_products(
-            &samples.x[i * d..(i + 1) * d],
-            &samples.x[j * d..(j + 1) * d],
-            sigma,
-        );
+        // Pair k's position vectors: Σ and E[σσ] at k·p, C^(h) and Ė^(h) at (k·H + h)·p.
+        let at_layer = |k: usize, h: usize| (k * depth + h) * p;
+        for (k, &(i, j)) in pairs.iter().enumerate() {
+            self.patches.input_products(
+                &samples.x[i * d..(i + 1) * d],
+                &samples.x[j * d..(j + 1) * d],
+                &mut sigma[k * p..(k + 1) * p],
+            );
+        }
         for (h, layer) in self.layers.iter().enumerate() {
             let at = &samples.layers[h];
-            let (c, e) = (&mut pre[h * p..(h + 1) * p], &mut edot[h * p..(h + 1) * p]);
-            self.patches.window_sum(sigma, c, t);
-            let (a, b) = (i * p..(i + 1) * p, j * p..(j + 1) * p);
-            at.moments.eval_positions(
-                pair,
-                (&at.pre[a.clone()], a.start),
-                (&at.pre[b.clone()], b.start),
-                c,
-                same,
-                u,
-                e,
-            );
-            let scales = (layer.scale, layer.scale.sqrt());
-            if layer.skip {
-                let (ba, ma, bb, mb) = (
-                    &at.bias[a.clone()],
-                    &at.mu[a],
-                    &at.bias[b.clone()],
-                    &at.mu[b],
-                );
-                for l in 0..p {
-                    let cross = ba[l] * mb[l] + ma[l] * bb[l];
-                    sigma[l] = next_sigma(true, scales, sigma[l], cross, u[l]);
+            for k in 0..pairs.len() {
+                let c = &mut pre[at_layer(k, h)..][..p];
+                self.patches.window_sum(&sigma[k * p..(k + 1) * p], c, t);
+            }
+            for first in (0..p).step_by(LANES) {
+                let len = LANES.min(p - first);
+                for (k, &(i, j)) in pairs.iter().enumerate() {
+                    let (a, b) = (i * p + first, j * p + first);
+                    let within = at_layer(k, h) + first..at_layer(k, h) + first + len;
+                    at.moments.eval_positions(
+                        pair,
+                        (i, j, first),
+                        (&at.pre[a..a + len], &at.pre[b..b + len]),
+                        &pre[within.clone()],
+                        i == j,
+                        &mut values[k * p + first..][..len],
+                        &mut edot[within],
+                    );
                 }
-            } else {
-                for (sigma, &v) in sigma.iter_mut().zip(u.iter()) {
-                    *sigma = next_sigma(false, scales, *sigma, 0.0, v);
+            }
+            let scales = (layer.scale, layer.scale.sqrt());
+            for (k, &(i, j)) in pairs.iter().enumerate() {
+                let (sigma, u) = (&mut sigma[k * p..(k + 1) * p], &values[k * p..(k + 1) * p]);
+                if layer.skip {
+                    let (a, b) = (i * p..(i + 1) * p, j * p..(j + 1) * p);
+                    let (ba, ma, bb, mb) = (
+                        &at.bias[a.clone()],
+                        &at.mu[a],
+                        &at.bias[b.clone()],
+                        &at.mu[b],
+                    );
+                    for l in 0..p {
+                        let cross = ba[l] * mb[l] + ma[l] * bb[l];
+                        sigma[l] = next_sigma(true, scales, sigma[l], cross, u[l]);
+                    }
+                } else {
+                    for (sigma, &v) in sigma.iter_mut().zip(u.iter()) {
+                        *sigma = next_sigma(false, scales, *sigma, 0.0, v);
+                    }
                 }
             }
         }
-        let depth = self.depth();
-        out[depth] = sigma.iter().sum();
-        gamma.fill(1.0);
-        for h in (0..depth).rev() {
-            let layer = self.layers[h];
-            let (c, e) = (&pre[h * p..(h + 1) * p], &edot[h * p..(h + 1) * p]);
-            out[h] = layer.scale * (0..p).map(|l| c[l] * e[l] * gamma[l]).sum::<f64>();
-            if h > 0 {
-                t.iter_mut()
-                    .zip(e.iter().zip(gamma.iter()))
-                    .for_each(|(t, (e, g))| *t = e * g);
-                self.patches.window_sum(t, u, sigma);
-                let skip = f64::from(u8::from(layer.skip));
-                gamma
-                    .iter_mut()
-                    .zip(u.iter())
-                    .for_each(|(g, b)| *g = skip * *g + layer.scale * b);
+        for (k, out) in out.chunks_mut(depth + 1).enumerate() {
+            out[depth] = sigma[k * p..(k + 1) * p].iter().sum();
+            gamma.fill(1.0);
+            for h in (0..depth).rev() {
+                let layer = self.layers[h];
+                let (c, e) = (&pre[at_layer(k, h)..][..p], &edot[at_layer(k, h)..][..p]);
+                out[h] = layer.scale * (0..p).map(|l| c[l] * e[l] * gamma[l]).sum::<f64>();
+                if h > 0 {
+                    t.iter_mut()
+                        .zip(e.iter().zip(gamma.iter()))
+                        .for_each(|(t, (e, g))| *t = e * g);
+                    let (summed, scratch) = u.split_at_mut(p);
+                    self.patches.window_sum(t, summed, scratch);
+                    let skip = f64::from(u8::from(layer.skip));
+                    gamma
+                        .iter_mut()
+                        .zip(summed.iter())
+                        .for_each(|(g, b)| *g = skip * *g + layer.scale * b);
+                }
             }
         }
     }
@@ -337,25 +371,34 @@ struct Samples {
     layers: Vec<SampleLayer>,
 }
 
-/// One thread's working vectors for [`Recursion::pair`].
+/// One thread's working vectors for [`Recursion::tile`].
+#[derive(Default)]
 struct Scratch {
+    /// Per pair, `Σ^(h)` and `E[σ(u)σ(v)]` of the current layer.
     sigma: Vec<f64>,
+    values: Vec<f64>,
+    /// Per pair and layer, `C^(h)` and `Ė^(h)`.
     pre: Vec<f64>,
     edot: Vec<f64>,
+    /// One pair's backward vectors (`u` twice as long: a window sum and its scratch).
     gamma: Vec<f64>,
     t: Vec<f64>,
     u: Vec<f64>,
 }
 
 impl Scratch {
-    fn new(p: usize, depth: usize) -> Self {
-        Self {
-            sigma: vec![0.0; p],
-            pre: vec![0.0; p * depth],
-            edot: vec![0.0; p * depth],
-            gamma: vec![0.0; p],
-            t: vec![0.0; p],
-            u: vec![0.0; p],
+    /// Sized for `pairs` pairs of `p` positions through `depth` layers.
+    fn fit(&mut self, pairs: usize, p: usize, depth: usize) {
+        for (v, len) in [
+            (&mut self.sigma, pairs * p),
+            (&mut self.values, pairs * p),
+            (&mut self.pre, pairs * depth * p),
+            (&mut self.edot, pairs * depth * p),
+            (&mut self.gamma, p),
+            (&mut self.t, p),
+            (&mut self.u, 2 * p),
+        ] {
+            v.resize(len, 0.0);
         }
     }
 }
@@ -421,25 +464,30 @@ impl KernelSet {
         );
         let symmetric = rows == cols;
         let depth = self.recursion.depth();
-        let p = self.samples.p;
+        let tiles = tiles(rows.len(), cols.len(), symmetric);
         let mut layers = vec![Mat::<f64>::zeros(rows.len(), cols.len()); depth + 1];
-        fill_columns(&mut layers, |j, columns| {
-            let mut scratch = Scratch::new(p, depth);
-            let mut values = vec![0.0; depth + 1];
-            let first = if symmetric { j } else { 0 };
-            for i in first..rows.len() {
-                self.recursion.pair(
-                    &self.samples,
-                    (rows.start + i, cols.start + j),
-                    &mut scratch,
-                    &mut values,
-                );
-                for (column, v) in columns.iter_mut().zip(&values) {
-                    column[i] = *v;
+        stream_map(
+            tiles.len(),
+            Scratch::default,
+            |scratch, t| {
+                let pairs: Vec<(usize, usize)> = tiles[t]
+                    .iter()
+                    .map(|&(i, j)| (rows.start + i, cols.start + j))
+                    .collect();
+                let mut out = vec![0.0; pairs.len() * (depth + 1)];
+                self.recursion
+                    .tile(&self.samples, &pairs, scratch, &mut out);
+                out
+            },
+            |t, out| {
+                for (&(i, j), values) in tiles[t].iter().zip(out.chunks(depth + 1)) {
+                    for (m, &v) in layers.iter_mut().zip(values) {
+                        m[(i, j)] = v;
+                    }
                 }
-            }
-            progress((rows.len() - first) as u64);
-        });
+                progress(tiles[t].len() as u64);
+            },
+        );
         if symmetric {
             layers.iter_mut().for_each(mirror_lower);
         }
@@ -453,6 +501,40 @@ impl KernelSet {
             total,
         }
     }
+}
+
+/// The most pairs of samples a tile of [`KernelSet::block`] holds (16 × 16).
+const TILE: usize = 16;
+
+/// Tiles of pairs (i, j) covering `rows × cols` (only i ≥ j when `symmetric`), each listed
+/// row by row: squares of [`TILE`] samples on a side, halved until there are at least eight
+/// per core, so that small blocks still keep every core busy.
+fn tiles(rows: usize, cols: usize, symmetric: bool) -> Vec<Vec<(usize, usize)>> {
+    let cover = |side: usize| -> Vec<Vec<(usize, usize)>> {
+        let mut tiles = Vec::new();
+        for jb in (0..cols).step_by(side) {
+            let first = if symmetric { jb } else { 0 };
+            for ib in (first..rows).step_by(side) {
+                let tile: Vec<(usize, usize)> = (ib..(ib + side).min(rows))
+                    .flat_map(|i| {
+                        let last = if symmetric { i + 1 } else { cols };
+                        (jb..(jb + side).min(cols).min(last)).map(move |j| (i, j))
+                    })
+                    .collect();
+                if !tile.is_empty() {
+                    tiles.push(tile);
+                }
+            }
+        }
+        tiles
+    };
+    let mut side = TILE;
+    let mut tiles = cover(side);
+    while side > 1 && tiles.len() < 8 * threads(usize::MAX) {
+        side /= 2;
+        tiles = cover(side);
+    }
+    tiles
 }
 
 /// The number of pairs [`KernelSet::block`] computes for these ranges.

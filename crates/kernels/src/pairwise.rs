@@ -5,6 +5,8 @@
 use faer::Mat;
 use std::collections::HashMap;
 use std::f64::consts::PI;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 /// Uniform grid points of the dense table read by cubic interpolation (interpolation error
 /// ~h⁴ f⁗ / 24 with h = 2q/2048, far below 1e-10).
@@ -130,43 +132,39 @@ pub(crate) fn per_distinct<T>(values: &[f64], mut f: impl FnMut(f64) -> T) -> (V
 }
 
 /// The number of threads for `len` independent jobs: one per core.
-fn threads(len: usize) -> usize {
+pub(crate) fn threads(len: usize) -> usize {
     std::thread::available_parallelism()
         .map_or(1, |t| t.get())
         .clamp(1, len.max(1))
 }
 
-/// Rewrites column j of every matrix of `outs` (all with the same number of columns) by
-/// `fill(j, columns)`, the columns dealt round-robin to one thread per core (so that
-/// triangular work stays balanced).
-pub(crate) fn fill_columns(outs: &mut [Mat<f64>], fill: impl Fn(usize, &mut [&mut [f64]]) + Sync) {
-    let cols = outs.first().map_or(0, |m| m.ncols());
-    let mut columns: Vec<Vec<&mut [f64]>> = (0..cols).map(|_| Vec::new()).collect();
-    for m in outs.iter_mut() {
-        for (j, column) in m.col_iter_mut().enumerate() {
-            columns[j].push(
-                column
-                    .try_as_col_major_mut()
-                    .expect("the columns of an owned matrix are contiguous")
-                    .as_slice_mut(),
-            );
-        }
-    }
-    let threads = threads(cols);
-    /// Column j of every matrix.
-    type Columns<'a> = (usize, Vec<&'a mut [f64]>);
-    let mut buckets: Vec<Vec<Columns>> = (0..threads).map(|_| Vec::new()).collect();
-    for (j, column) in columns.into_iter().enumerate() {
-        buckets[j % threads].push((j, column));
-    }
-    let fill = &fill;
+/// Runs `work(state, t)` for every `t < count` on one thread per core, each thread taking the
+/// next t as it finishes one and keeping its own `state()`, and hands each result to
+/// `consume(t, result)` on the calling thread as it arrives (in no fixed order).
+pub(crate) fn stream_map<S, T: Send>(
+    count: usize,
+    state: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize) -> T + Sync,
+    mut consume: impl FnMut(usize, T),
+) {
+    let next = AtomicUsize::new(0);
+    let (send, receive) = mpsc::channel();
     std::thread::scope(|scope| {
-        for bucket in buckets {
+        for _ in 0..threads(count) {
+            let (send, next, state, work) = (send.clone(), &next, &state, &work);
             scope.spawn(move || {
-                for (j, mut column) in bucket {
-                    fill(j, &mut column);
+                let mut own = state();
+                loop {
+                    let t = next.fetch_add(1, Ordering::Relaxed);
+                    if t >= count || send.send((t, work(&mut own, t))).is_err() {
+                        break;
+                    }
                 }
             });
+        }
+        drop(send);
+        for (t, result) in receive {
+            consume(t, result);
         }
     });
 }

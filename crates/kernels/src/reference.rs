@@ -4,9 +4,9 @@
 //! assumes that the covariances are diagonal in position, so agreement with
 //! [`crate::ntk::KernelSet`] checks that argument as well as the code.
 
-use crate::expectation::{GaussianPair, Moment, mehler};
+use crate::expectation::{GaussianPair, Moment};
 use crate::ntk::{Recursion, ntk_limit};
-use crate::pairwise::{Tabulated, fill_columns, mirror_lower, per_distinct};
+use crate::pairwise::{Tabulated, mirror_lower, per_distinct, threads};
 use faer::Mat;
 use overparam_models::{Activation, Architecture, ModelConfig};
 use std::borrow::Cow;
@@ -160,15 +160,15 @@ impl Patches {
 /// `scale · E[g(u) g(v)]` (g = σ or σ', [`Moment`]) with `(u, v) ~ N(0, [[K_ii, K_ij],
 /// [K_ij, K_jj]])` over all pairs (symmetric).
 ///
-/// Three ways, each exact to 1e-8 against the direct 2-D quadrature (tests below):
-/// - closed forms (ReLU) are evaluated at every pair: they are cheap, and the arc-cosine
-///   kernels have a square-root singularity at `c = ±q` that no polynomial resolves;
-/// - equal diagonals q (unit-norm inputs keep them equal at every layer of fc and resnet): the
-///   map depends on `K_ij` alone and is tabulated once on [−q, q] (Chebyshev) and interpolated;
-/// - otherwise (the conv recursions, whose variances depend on sample and position): Mehler's
-///   series `Σ_k ρ^k c_k(K_ii) c_k(K_jj)` from Hermite coefficients computed once per distinct
-///   diagonal value, falling back to the direct quadrature for the pairs where its truncated
-///   tail could matter.
+/// Three ways:
+/// - closed forms (ReLU, erf) at every pair;
+/// - equal diagonals q (unit-norm inputs keep them equal at every layer of fc and resnet):
+///   the map depends on `K_ij` alone and is tabulated once on [−q, q] (Chebyshev) and
+///   interpolated;
+/// - otherwise Mehler's series `Σ_k ρ^k c_k(K_ii) c_k(K_jj)` of g's own coefficients, to a
+///   fixed degree, where its terms have died out, and the direct 2-D quadrature elsewhere:
+///   none of the pair recursion's ways (σ' coefficients per block, cut by a bound; Price's
+///   series).
 fn pairwise(k: &Mat<f64>, pair: GaussianPair, which: Moment, scale: f64) -> Mat<f64> {
     let n = k.nrows();
     let f = |a: f64, b: f64, c: f64| scale * pair.moment(which, a, b, c);
@@ -181,7 +181,7 @@ fn pairwise(k: &Mat<f64>, pair: GaussianPair, which: Moment, scale: f64) -> Mat<
         Path::Table(Tabulated::new(q, |c| f(q, q, c)), f(q, q, q))
     } else {
         let (distinct, slot) = per_distinct(&diag, |a| a);
-        let coefficients = pair.hermite_batch(which, &distinct);
+        let coefficients = pair.hermite_batch(which, &distinct, |_| DEGREE);
         Path::Series(coefficients, slot)
     };
     // The lower triangle, then mirrored.
@@ -225,8 +225,56 @@ enum Path {
     Direct,
     /// The table and the diagonal value.
     Table(Tabulated, f64),
-    /// Hermite coefficients per distinct diagonal value, and each row's slot in them.
+    /// Hermite coefficients of g per distinct diagonal value, and each row's slot in them.
     Series(Vec<Vec<f64>>, Vec<usize>),
+}
+
+/// The degree of the oracle's Mehler series.
+const DEGREE: usize = 120;
+
+/// `Σ_k ρ^k c_k d_k` (Mehler's formula) from the Hermite coefficients of g at the two
+/// variances, plainly summed; `None` unless its last four terms are below 1e-17, so that the
+/// oracle's series is exact to rounding wherever it is used (the direct quadrature elsewhere).
+fn mehler(c: &[f64], d: &[f64], rho: f64) -> Option<f64> {
+    let last = (DEGREE - 3..=DEGREE)
+        .map(|k| (c[k] * d[k] * rho.powi(k as i32)).abs())
+        .fold(0.0, f64::max);
+    (last <= 1e-17).then(|| (0..=DEGREE).map(|k| c[k] * d[k] * rho.powi(k as i32)).sum())
+}
+
+/// Rewrites column j of every matrix of `outs` (all with the same number of columns) by
+/// `fill(j, columns)`, the columns dealt round-robin to one thread per core (so that
+/// triangular work stays balanced).
+pub(crate) fn fill_columns(outs: &mut [Mat<f64>], fill: impl Fn(usize, &mut [&mut [f64]]) + Sync) {
+    let cols = outs.first().map_or(0, |m| m.ncols());
+    let mut columns: Vec<Vec<&mut [f64]>> = (0..cols).map(|_| Vec::new()).collect();
+    for m in outs.iter_mut() {
+        for (j, column) in m.col_iter_mut().enumerate() {
+            columns[j].push(
+                column
+                    .try_as_col_major_mut()
+                    .expect("the columns of an owned matrix are contiguous")
+                    .as_slice_mut(),
+            );
+        }
+    }
+    let threads = threads(cols);
+    /// Column j of every matrix.
+    type Columns<'a> = (usize, Vec<&'a mut [f64]>);
+    let mut buckets: Vec<Vec<Columns>> = (0..threads).map(|_| Vec::new()).collect();
+    for (j, column) in columns.into_iter().enumerate() {
+        buckets[j % threads].push((j, column));
+    }
+    let fill = &fill;
+    std::thread::scope(|scope| {
+        for bucket in buckets {
+            scope.spawn(move || {
+                for (j, mut column) in bucket {
+                    fill(j, &mut column);
+                }
+            });
+        }
+    });
 }
 
 /// A `rows × cols` matrix whose column j is written by `fill(j, column)`, the columns dealt

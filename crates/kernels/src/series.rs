@@ -1,0 +1,423 @@
+//! Mehler's series for a layer whose variances differ by sample and position (the conv
+//! recursions), eight positions at a time.
+//!
+//! With `d_k(a)` the orthonormal Hermite coefficients of σ' at variance a (see
+//! [`GaussianPair::hermite_batch`]), Mehler's formula gives
+//! `E[σ'(u)σ'(v)] = Σ_k ρ^k d_k(a) d_k(b)` for `(u, v) ~ N(0, [[a, c], [c, b]])`,
+//! `ρ = c / sqrt(ab)`. Gaussian integration by parts (`E[f(z) He_k(z)] = E[f'(z) He_{k−1}(z)]`)
+//! gives σ's own coefficients from σ' ones, `c_k(a) = sqrt(a/k) d_{k−1}(a)` for k ≥ 1 and
+//! `c_0(a) = E[σ(sqrt(a) z)] = μ(a)`, so one set of coefficients serves both expectations:
+//!
+//! `E[σ(u)σ(v)] = μ(a) μ(b) + sqrt(ab) ρ Σ_k ρ^k d_k(a) d_k(b) / (k + 1)`.
+//!
+//! Each entry (sample, position) keeps its coefficients up to the first multiple of eight
+//! where the rest has norm `‖d_{≥L}‖ ≤ 3e-7`. By Cauchy–Schwarz the series of a pair, cut
+//! at `L = min(L_a, L_b)`, misses at most `|ρ|^L ‖d_{≥L}(a)‖ ‖d_{≥L}(b)‖` (and `sqrt(ab)/(L + 1)`
+//! times that in the values); where that bound exceeds 1e-11 (very different or very large
+//! variances near ρ = ±1), the pair goes to Price's series or the direct quadrature.
+//!
+//! The coefficients are stored per sample in blocks of eight consecutive positions, lane-
+//! interleaved (`[k][lane]`), so that a pair of samples evaluates a block as eight-lane
+//! vector operations, and a tile of pairs reads each block from cache.
+
+use crate::expectation::{GaussianPair, Moment, analytic_strip};
+use crate::pairwise::per_distinct;
+use crate::price::PriceSeries;
+use overparam_device::vmath::Simd;
+
+/// Positions per block: eight f64 lanes (one AVX-512 register).
+pub(crate) const LANES: usize = 8;
+/// The highest degree computed (enough for variances up to ~12, the deepest layers of A's
+/// conv ResNet on unit-norm images; beyond, the bound sends pairs near ρ = ±1 elsewhere).
+const MAX_DEGREE: usize = 320;
+/// An entry's coefficients stop where the norm of the rest is below this.
+const TRUNCATION: f64 = 1e-7;
+/// The largest bound on the error of a pair's truncated series that is accepted, relative
+/// to the expectation (or to [`FLOOR`], if smaller).
+const TOLERANCE: f64 = 1e-13;
+/// The smallest magnitude [`TOLERANCE`] is relative to.
+const FLOOR: f64 = 1e-3;
+
+/// The degree computed at variance a for σ' analytic in the strip `|Im| < δ`: the
+/// coefficients decay like `e^{−δ sqrt(2k/a)}`, so the truncation point grows like `a/δ²`
+/// (18a + 10 terms for a tail of 1e-6 at δ = π), with room to measure the tail beyond it.
+fn degree(a: f64, strip: f64) -> usize {
+    let scale = (std::f64::consts::PI / strip).powi(2);
+    let k = (24.0 * scale * a.max(0.0) + 40.0).min(MAX_DEGREE as f64) as usize;
+    k.next_multiple_of(LANES)
+}
+
+/// `1/(k + 1)` for the values' series.
+const RECIPROCALS: [f64; MAX_DEGREE + LANES] = {
+    let mut r = [0.0; MAX_DEGREE + LANES];
+    let mut k = 0;
+    while k < MAX_DEGREE + LANES {
+        r[k] = 1.0 / (k + 1) as f64;
+        k += 1;
+    }
+    r
+};
+
+/// The coefficients of every (sample, position) entry of a layer, in blocks.
+pub(crate) struct SeriesBlocks {
+    positions: usize,
+    /// Blocks per sample, `ceil(positions / 8)`.
+    blocks: usize,
+    /// Per block: where it starts in `data` and its length L (a multiple of 8). At the start,
+    /// eight means μ, then `[k][lane]` coefficients for k < L, then `[m][lane]` tail norms
+    /// `‖d_{≥8m}‖` for m ≤ L/8.
+    start: Vec<usize>,
+    length: Vec<u32>,
+    data: Vec<f64>,
+    price: Option<PriceSeries>,
+    simd: Simd,
+}
+
+/// One entry's coefficients, their length L and tail norms `‖d_{≥8m}‖`, m ≤ L/8.
+struct Entry {
+    mean: f64,
+    coefficients: Vec<f64>,
+    length: usize,
+    tails: Vec<f64>,
+}
+
+impl Entry {
+    fn new(mean: f64, coefficients: Vec<f64>) -> Self {
+        let count = coefficients.len();
+        let mut suffix = vec![0.0; count + 1];
+        for k in (0..count).rev() {
+            suffix[k] = suffix[k + 1] + coefficients[k] * coefficients[k];
+        }
+        let norm = |k: usize| suffix[k.min(count)].sqrt();
+        // Beyond the computed degree the terms are unknown: the last sixteen, continued
+        // geometrically at the ratio of their norm to that of the sixteen before (at most
+        // 0.9, ten times the last sixteen, where they hardly shrink), stand for them.
+        let (last, before) = (
+            norm(count.saturating_sub(2 * LANES)),
+            norm(count.saturating_sub(4 * LANES)),
+        );
+        let ratio = if before > 0.0 {
+            (last / before).min(0.9)
+        } else {
+            0.0
+        };
+        let beyond = last * ratio / (1.0 - ratio);
+        let length = (LANES..=count)
+            .step_by(LANES)
+            .find(|&l| norm(l) <= TRUNCATION && l + 2 * LANES <= count)
+            .unwrap_or(count - count % LANES);
+        let tails = (0..=count / LANES)
+            .map(|m| norm(m * LANES) + beyond)
+            .collect();
+        Self {
+            mean,
+            coefficients,
+            length,
+            tails,
+        }
+    }
+}
+
+impl SeriesBlocks {
+    /// The coefficients of the entries with variances `diag` (`positions` per sample).
+    pub(crate) fn new(pair: GaussianPair, diag: &[f64], positions: usize) -> Self {
+        let (distinct, slot) = per_distinct(diag, |a| a);
+        let strip = analytic_strip(pair.activation());
+        let means = pair.hermite_batch(Moment::Values, &distinct, |_| 0);
+        // Every entry of a block is computed to the degree of the block's largest variance,
+        // so that the block's series never runs past what one of its lanes knows.
+        let blocks = positions.div_ceil(LANES);
+        let samples = diag.len() / positions;
+        let block_entries = |i: usize, block: usize| {
+            (block * LANES..((block + 1) * LANES).min(positions)).map(move |l| i * positions + l)
+        };
+        let mut needed = vec![0; distinct.len()];
+        for (i, block) in (0..samples).flat_map(|i| (0..blocks).map(move |b| (i, b))) {
+            let largest = block_entries(i, block).fold(0.0f64, |m, e| m.max(diag[e]));
+            for e in block_entries(i, block) {
+                needed[slot[e]] = needed[slot[e]].max(degree(largest, strip));
+            }
+        }
+        let coefficients = pair.hermite_batch(Moment::Derivatives, &distinct, |i| needed[i]);
+        let entries: Vec<Entry> = means
+            .into_iter()
+            .zip(coefficients)
+            .map(|(m, c)| Entry::new(m[0], c))
+            .collect();
+        let (mut start, mut length, mut data) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, block) in (0..samples).flat_map(|i| (0..blocks).map(move |b| (i, b))) {
+            let lanes: Vec<&Entry> = block_entries(i, block).map(|e| &entries[slot[e]]).collect();
+            // The longest lane's length, within what every lane has computed (a variance
+            // shared with a block of larger variances may have more).
+            let computed = lanes
+                .iter()
+                .map(|e| e.coefficients.len())
+                .min()
+                .unwrap_or(0);
+            let len = lanes
+                .iter()
+                .map(|e| e.length)
+                .max()
+                .unwrap_or(0)
+                .min(computed - computed % LANES);
+            start.push(data.len());
+            length.push(len as u32);
+            let mut push = |f: &dyn Fn(&Entry) -> f64| {
+                let mut lane_values = [0.0; LANES];
+                for (v, e) in lane_values.iter_mut().zip(&lanes) {
+                    *v = f(e);
+                }
+                data.extend(lane_values);
+            };
+            push(&|e| e.mean);
+            for k in 0..len {
+                push(&|e| e.coefficients[k]);
+            }
+            for m in 0..=len / LANES {
+                push(&|e| e.tails[m]);
+            }
+        }
+        Self {
+            positions,
+            blocks,
+            start,
+            length,
+            data,
+            price: PriceSeries::new(pair.activation()),
+            simd: Simd::detect(),
+        }
+    }
+
+    /// The bytes one entry holds at most: its mean, `MAX_DEGREE` coefficients and their tails.
+    pub(crate) const ENTRY_BYTES: usize = 8 * (1 + MAX_DEGREE + LANES + MAX_DEGREE / LANES + 1);
+
+    /// Both expectations at the positions `first ..` of samples i and j (`first` a multiple
+    /// of 8): variances `a[l]`, `b[l]`, covariances `c[l]`, into `values[l]` and
+    /// `derivatives[l]`; `same` when both are one sample.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn eval(
+        &self,
+        pair: GaussianPair,
+        (i, j, first): (usize, usize, usize),
+        (a, b, c): (&[f64], &[f64], &[f64]),
+        same: bool,
+        values: &mut [f64],
+        derivatives: &mut [f64],
+    ) {
+        debug_assert!(first.is_multiple_of(LANES) && first + a.len() <= self.positions);
+        for (chunk, offset) in (0..a.len()).step_by(LANES).enumerate() {
+            let block = first / LANES + chunk;
+            let lanes = (a.len() - offset).min(LANES);
+            let mut x = [[0.0; LANES]; 3];
+            for (x, s) in x.iter_mut().zip([a, b, c]) {
+                x[..lanes].copy_from_slice(&s[offset..offset + lanes]);
+            }
+            let (v, d, accepted) =
+                self.block((i * self.blocks + block, j * self.blocks + block), x, same);
+            for lane in 0..lanes {
+                let (value, derivative) = if accepted[lane] {
+                    (v[lane], d[lane])
+                } else {
+                    let (a, b, c) = (x[0][lane], x[1][lane], x[2][lane]);
+                    self.price
+                        .as_ref()
+                        .and_then(|p| p.moments(a, b, c))
+                        .unwrap_or_else(|| pair.moments(a, b, c))
+                };
+                values[offset + lane] = value;
+                derivatives[offset + lane] = derivative;
+            }
+        }
+    }
+
+    /// One block of a pair: both series on eight lanes, and whether each lane's bound holds.
+    fn block(
+        &self,
+        blocks: (usize, usize),
+        x: [[f64; LANES]; 3],
+        same: bool,
+    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
+        match self.simd {
+            // SAFETY: each variant runs only where `Simd::detect` found its features.
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx512 => unsafe { self.block_avx512(blocks, x, same) },
+            #[cfg(target_arch = "x86_64")]
+            Simd::Avx2 => unsafe { self.block_avx2(blocks, x, same) },
+            Simd::Baseline => self.block_with::<true>(blocks, x, same),
+            _ => self.block_with::<false>(blocks, x, same),
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    fn block_avx512(
+        &self,
+        blocks: (usize, usize),
+        x: [[f64; LANES]; 3],
+        same: bool,
+    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
+        self.block_with::<true>(blocks, x, same)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn block_avx2(
+        &self,
+        blocks: (usize, usize),
+        x: [[f64; LANES]; 3],
+        same: bool,
+    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
+        self.block_with::<true>(blocks, x, same)
+    }
+
+    /// [`Self::block`] with fused multiply-adds (`FMA`) or without.
+    #[inline(always)]
+    fn block_with<const FMA: bool>(
+        &self,
+        (bi, bj): (usize, usize),
+        [a, b, c]: [[f64; LANES]; 3],
+        same: bool,
+    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
+        let fma = |x: f64, y: f64, z: f64| if FMA { x.mul_add(y, z) } else { x * y + z };
+        let len = self.length[bi].min(self.length[bj]) as usize;
+        let (si, sj) = (self.start[bi], self.start[bj]);
+        let (mut norm, mut rho, mut rho4) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for l in 0..LANES {
+            norm[l] = (a[l] * b[l]).sqrt();
+            // A sample with itself has ρ = 1 exactly, whatever the rounding of its covariance.
+            rho[l] = if same {
+                1.0
+            } else if norm[l] > 0.0 {
+                (c[l] / norm[l]).clamp(-1.0, 1.0)
+            } else {
+                0.0
+            };
+            let r2 = rho[l] * rho[l];
+            rho4[l] = r2 * r2;
+        }
+        // Four interleaved Horner chains in ρ⁴ per series, so that the additions do not wait
+        // on each other.
+        let (mut dchains, mut vchains) = ([[0.0; LANES]; 4], [[0.0; LANES]; 4]);
+        let ci = &self.data[si + LANES..si + LANES * (len + 1)];
+        let cj = &self.data[sj + LANES..sj + LANES * (len + 1)];
+        for q in (0..len / 4).rev() {
+            for m in 0..4 {
+                let k = 4 * q + m;
+                let (x, y) = (&ci[k * LANES..][..LANES], &cj[k * LANES..][..LANES]);
+                let r = RECIPROCALS[k];
+                for l in 0..LANES {
+                    let p = x[l] * y[l];
+                    dchains[m][l] = fma(dchains[m][l], rho4[l], p);
+                    vchains[m][l] = fma(vchains[m][l], rho4[l], p * r);
+                }
+            }
+        }
+        let (mi, mj) = (&self.data[si..si + LANES], &self.data[sj..sj + LANES]);
+        let tail = len / LANES;
+        let (ti, tj) = (
+            &self.data[si + LANES * (1 + self.length[bi] as usize + tail)..][..LANES],
+            &self.data[sj + LANES * (1 + self.length[bj] as usize + tail)..][..LANES],
+        );
+        let (mut values, mut derivatives, mut accepted) =
+            ([0.0; LANES], [0.0; LANES], [false; LANES]);
+        for l in 0..LANES {
+            let horner = |chains: &[[f64; LANES]; 4]| {
+                let r = rho[l];
+                chains[0][l] + r * (chains[1][l] + r * (chains[2][l] + r * chains[3][l]))
+            };
+            derivatives[l] = horner(&dchains);
+            values[l] = mi[l] * mj[l] + norm[l] * rho[l] * horner(&vchains);
+            let bound = ti[l] * tj[l] * rho[l].abs().powi(len as i32);
+            accepted[l] = bound <= TOLERANCE * derivatives[l].abs().max(FLOOR)
+                && bound * norm[l] / (len + 1) as f64 <= TOLERANCE * values[l].abs().max(FLOOR);
+        }
+        (values, derivatives, accepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use overparam_models::Activation;
+
+    /// Two samples of 11 positions (a block and a partial one) with variances from 0.01 to 12
+    /// (the range of A's deep conv layers on unit-norm images) and correlations from −1 to 1,
+    /// many near ±1: the series where it is accepted, its fallbacks elsewhere, and how often
+    /// each is used.
+    fn check(act: Activation, exact: impl Fn(f64, f64, f64) -> (f64, f64)) -> (f64, usize) {
+        let p = 11;
+        let diag: Vec<f64> = (0..2 * p)
+            .map(|e| 0.01 + 12.0 * ((e * 37) % 23) as f64 / 22.0)
+            .collect();
+        let rhos = [
+            -1.0, -0.9995, -0.7, 0.0, 0.3, 0.9, 0.99, 0.999, 0.9999, 0.999_999, 1.0,
+        ];
+        let pair = GaussianPair::new(act);
+        let blocks = SeriesBlocks::new(pair, &diag, p);
+        let (a, b) = diag.split_at(p);
+        let (mut worst, mut accepted_lanes) = (0.0f64, 0);
+        for shift in 0..rhos.len() {
+            let c: Vec<f64> = (0..p)
+                .map(|l| rhos[(l + shift) % rhos.len()] * (a[l] * b[l]).sqrt())
+                .collect();
+            let (mut v, mut d) = (vec![0.0; p], vec![0.0; p]);
+            blocks.eval(pair, (0, 1, 0), (a, b, &c), false, &mut v, &mut d);
+            for (first, block) in [(0, 0), (LANES, 1)] {
+                let mut x = [[0.0; LANES]; 3];
+                for (x, s) in x.iter_mut().zip([a, b, &c[..]]) {
+                    let len = (p - first).min(LANES);
+                    x[..len].copy_from_slice(&s[first..first + len]);
+                }
+                let accepted = blocks.block((block, blocks.blocks + block), x, false).2;
+                accepted_lanes += accepted[..(p - first).min(LANES)]
+                    .iter()
+                    .filter(|&&a| a)
+                    .count();
+            }
+            for l in 0..p {
+                let (ev, ed) = exact(a[l], b[l], c[l]);
+                worst = worst
+                    .max((v[l] - ev).abs() / ev.abs().max(1.0))
+                    .max((d[l] - ed).abs() / ed.abs().max(1.0));
+            }
+        }
+        (worst, accepted_lanes)
+    }
+
+    #[test]
+    fn blocks_match_the_direct_quadrature() {
+        for act in [
+            Activation::Softplus,
+            Activation::Sigmoid,
+            Activation::Tanh,
+            Activation::Gelu,
+        ] {
+            let pair = GaussianPair::new(act);
+            let (worst, accepted) = check(act, |a, b, c| pair.moments(a, b, c));
+            assert!(worst < 1e-13, "{act}: worst relative difference {worst:e}");
+            // The series is the fast path: it must take most of the 121 cases (tanh and
+            // GELU, analytic in a narrower strip, converge more slowly at large variances).
+            let least = if analytic_strip(act) >= std::f64::consts::PI {
+                110
+            } else {
+                50
+            };
+            assert!(
+                accepted >= least,
+                "{act}: series accepted {accepted} of 121"
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_reproduce_the_erf_kernels() {
+        // erf has closed forms (and no Price series: every rejected lane is exact too), so this
+        // checks the series, the values from σ' coefficients and the bound independently.
+        let pair = GaussianPair::new(Activation::Erf);
+        let (worst, accepted) = check(Activation::Erf, |a, b, c| {
+            (pair.sigma_sigma(a, b, c), pair.dsigma_dsigma(a, b, c))
+        });
+        assert!(worst < 1e-13, "erf: worst relative difference {worst:e}");
+        assert!(accepted >= 50, "erf: series accepted {accepted} of 121");
+    }
+}
