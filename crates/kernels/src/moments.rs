@@ -33,8 +33,8 @@ pub(crate) enum Moments {
 
 impl Moments {
     /// The evaluator for a layer whose entries (sample, position), `positions` per sample,
-    /// have the variances `diag`.
-    pub(crate) fn new(pair: GaussianPair, diag: &[f64], positions: usize) -> Self {
+    /// have the variances `diag` and the means `E[σ(u)]`, `means`.
+    pub(crate) fn new(pair: GaussianPair, diag: &[f64], means: &[f64], positions: usize) -> Self {
         if pair.has_closed_form() {
             return Self::Closed;
         }
@@ -47,11 +47,20 @@ impl Moments {
                 at_q: pair.moments(q, q, q),
             };
         }
-        Self::Series(SeriesBlocks::new(pair, diag, positions))
+        Self::Series(SeriesBlocks::new(pair, diag, means, positions))
     }
 
     /// The bytes a [`Moments::Series`] holds per entry at most.
     pub(crate) const SERIES_BYTES: usize = SeriesBlocks::ENTRY_BYTES;
+
+    /// How many positions of a pair to evaluate at a time: a block for the series (so that a
+    /// tile of pairs reads each block of coefficients from cache), all of them otherwise.
+    pub(crate) fn chunk(&self, positions: usize) -> usize {
+        match self {
+            Self::Series(_) => crate::series::LANES,
+            _ => positions,
+        }
+    }
 
     /// Both expectations at positions `first ..` of the samples i and j, `positions` per
     /// sample, `first` a multiple of 8 ([`crate::series::LANES`]): variances `a[l]`, `b[l]`
@@ -134,7 +143,8 @@ mod tests {
             let cov = |i: usize, j: usize| s(i) * s(j) * k[(i, j)];
             let diag: Vec<f64> = (0..n).map(|i| cov(i, i)).collect();
             let pair = GaussianPair::new(act);
-            let moments = Moments::new(pair, &diag, 1);
+            let means: Vec<f64> = diag.iter().map(|&a| pair.mean(a)).collect();
+            let moments = Moments::new(pair, &diag, &means, 1);
             assert_eq!(
                 matches!(moments, Moments::Series { .. }),
                 scaled,

@@ -4,7 +4,6 @@ use crate::expectation::GaussianPair;
 use crate::moments::Moments;
 use crate::pairwise::{mirror_lower, parallel_map, per_distinct, stream_map, threads};
 use crate::patches::Patches;
-use crate::series::LANES;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
 use std::ops::Range;
@@ -206,9 +205,10 @@ impl Recursion {
             for (s, c) in sigma.chunks(p).zip(pre.chunks_mut(p)) {
                 self.patches.window_sum(s, c, &mut scratch);
             }
-            let moments = Moments::new(pair, &pre, p);
-            let (means, slot) = per_distinct(&pre, |a| pair.mean(a));
+            let (distinct, slot) = per_distinct(&pre, |a| a);
+            let means = parallel_map(distinct.len(), &|k| pair.mean(distinct[k]));
             let mu: Vec<f64> = slot.iter().map(|&s| means[s]).collect();
+            let moments = Moments::new(pair, &pre, &mu, p);
             let root = layer.scale.sqrt();
             let next = parallel_map(n, &|i| {
                 let at = i * p..(i + 1) * p;
@@ -292,8 +292,9 @@ impl Recursion {
                 let c = &mut pre[at_layer(k, h)..][..p];
                 self.patches.window_sum(&sigma[k * p..(k + 1) * p], c, t);
             }
-            for first in (0..p).step_by(LANES) {
-                let len = LANES.min(p - first);
+            let chunk = at.moments.chunk(p);
+            for first in (0..p).step_by(chunk) {
+                let len = chunk.min(p - first);
                 for (k, &(i, j)) in pairs.iter().enumerate() {
                     let (a, b) = (i * p + first, j * p + first);
                     let within = at_layer(k, h) + first..at_layer(k, h) + first + len;
@@ -504,7 +505,7 @@ impl KernelSet {
 }
 
 /// The most pairs of samples a tile of [`KernelSet::block`] holds (16 × 16).
-const TILE: usize = 16;
+const TILE: usize = 32;
 
 /// Tiles of pairs (i, j) covering `rows × cols` (only i ≥ j when `symmetric`), each listed
 /// row by row: squares of [`TILE`] samples on a side, halved until there are at least eight

@@ -169,6 +169,20 @@ pub(crate) fn stream_map<S, T: Send>(
     });
 }
 
+/// Runs `f` on every part, the parts dealt round-robin to one thread per core.
+pub(crate) fn for_each_part<T: Send>(parts: Vec<T>, f: &(impl Fn(T) + Sync)) {
+    let threads = threads(parts.len());
+    let mut buckets: Vec<Vec<T>> = (0..threads).map(|_| Vec::new()).collect();
+    for (k, part) in parts.into_iter().enumerate() {
+        buckets[k % threads].push(part);
+    }
+    std::thread::scope(|scope| {
+        for bucket in buckets {
+            scope.spawn(move || bucket.into_iter().for_each(f));
+        }
+    });
+}
+
 /// `[f(0), …, f(len − 1)]`, the indices dealt round-robin to one thread per core (so that
 /// columns of decreasing length stay balanced).
 pub(crate) fn parallel_map<T: Send>(len: usize, f: &(impl Fn(usize) -> T + Sync)) -> Vec<T> {

@@ -21,7 +21,7 @@
 //! vector operations, and a tile of pairs reads each block from cache.
 
 use crate::expectation::{GaussianPair, Moment, analytic_strip};
-use crate::pairwise::per_distinct;
+use crate::pairwise::{for_each_part, parallel_map, per_distinct};
 use crate::price::PriceSeries;
 use overparam_device::vmath::Simd;
 
@@ -73,16 +73,14 @@ pub(crate) struct SeriesBlocks {
     simd: Simd,
 }
 
-/// One entry's coefficients, their length L and tail norms `‖d_{≥8m}‖`, m ≤ L/8.
+/// Where one entry's coefficients are cut, L, and the tail norms `‖d_{≥8m}‖` of all of them.
 struct Entry {
-    mean: f64,
-    coefficients: Vec<f64>,
     length: usize,
     tails: Vec<f64>,
 }
 
 impl Entry {
-    fn new(mean: f64, coefficients: Vec<f64>) -> Self {
+    fn new(coefficients: &[f64]) -> Self {
         let count = coefficients.len();
         let mut suffix = vec![0.0; count + 1];
         for k in (0..count).rev() {
@@ -109,21 +107,16 @@ impl Entry {
         let tails = (0..=count / LANES)
             .map(|m| norm(m * LANES) + beyond)
             .collect();
-        Self {
-            mean,
-            coefficients,
-            length,
-            tails,
-        }
+        Self { length, tails }
     }
 }
 
 impl SeriesBlocks {
-    /// The coefficients of the entries with variances `diag` (`positions` per sample).
-    pub(crate) fn new(pair: GaussianPair, diag: &[f64], positions: usize) -> Self {
+    /// The coefficients of the entries with variances `diag` and means `E[σ(sqrt(a) z)]`
+    /// `means` (`positions` per sample).
+    pub(crate) fn new(pair: GaussianPair, diag: &[f64], means: &[f64], positions: usize) -> Self {
         let (distinct, slot) = per_distinct(diag, |a| a);
         let strip = analytic_strip(pair.activation());
-        let means = pair.hermite_batch(Moment::Values, &distinct, |_| 0);
         // Every entry of a block is computed to the degree of the block's largest variance,
         // so that the block's series never runs past what one of its lanes knows.
         let blocks = positions.div_ceil(LANES);
@@ -139,44 +132,55 @@ impl SeriesBlocks {
             }
         }
         let coefficients = pair.hermite_batch(Moment::Derivatives, &distinct, |i| needed[i]);
-        let entries: Vec<Entry> = means
-            .into_iter()
-            .zip(coefficients)
-            .map(|(m, c)| Entry::new(m[0], c))
+        let entries = parallel_map(distinct.len(), &|i| Entry::new(&coefficients[i]));
+        let lanes = |i: usize, block: usize| block_entries(i, block).map(|e| slot[e]);
+        let length: Vec<u32> = (0..samples * blocks)
+            .map(|b| {
+                // The longest lane's length, within what every lane has computed (a variance
+                // shared with a block of larger variances may have more).
+                let (i, block) = (b / blocks, b % blocks);
+                let computed = lanes(i, block)
+                    .map(|s| coefficients[s].len())
+                    .min()
+                    .unwrap_or(0);
+                let longest = lanes(i, block).map(|s| entries[s].length).max();
+                longest.unwrap_or(0).min(computed - computed % LANES) as u32
+            })
             .collect();
-        let (mut start, mut length, mut data) = (Vec::new(), Vec::new(), Vec::new());
-        for (i, block) in (0..samples).flat_map(|i| (0..blocks).map(move |b| (i, b))) {
-            let lanes: Vec<&Entry> = block_entries(i, block).map(|e| &entries[slot[e]]).collect();
-            // The longest lane's length, within what every lane has computed (a variance
-            // shared with a block of larger variances may have more).
-            let computed = lanes
-                .iter()
-                .map(|e| e.coefficients.len())
-                .min()
-                .unwrap_or(0);
-            let len = lanes
-                .iter()
-                .map(|e| e.length)
-                .max()
-                .unwrap_or(0)
-                .min(computed - computed % LANES);
-            start.push(data.len());
-            length.push(len as u32);
-            let mut push = |f: &dyn Fn(&Entry) -> f64| {
-                let mut lane_values = [0.0; LANES];
-                for (v, e) in lane_values.iter_mut().zip(&lanes) {
-                    *v = f(e);
-                }
-                data.extend(lane_values);
-            };
-            push(&|e| e.mean);
-            for k in 0..len {
-                push(&|e| e.coefficients[k]);
-            }
-            for m in 0..=len / LANES {
-                push(&|e| e.tails[m]);
-            }
+        // Block b holds its means, L rows of coefficients and L/8 + 1 rows of tail norms.
+        let size = |b: usize| LANES * (2 + length[b] as usize + length[b] as usize / LANES);
+        let mut start = Vec::with_capacity(length.len() + 1);
+        start.push(0);
+        for b in 0..length.len() {
+            start.push(start[b] + size(b));
         }
+        let mut data = vec![0.0; start[length.len()]];
+        // One sample's blocks after another, filled on all cores.
+        let mut rest = data.as_mut_slice();
+        let mut parts = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let (own, tail) = rest.split_at_mut(start[(i + 1) * blocks] - start[i * blocks]);
+            parts.push((i, own));
+            rest = tail;
+        }
+        for_each_part(parts, &|(i, own)| {
+            let mut at = 0;
+            for block in 0..blocks {
+                let len = length[i * blocks + block] as usize;
+                for (lane, e) in block_entries(i, block).enumerate() {
+                    let (s, rows) = (slot[e], 1 + len + len / LANES + 1);
+                    let column = (0..rows).map(|r| at + r * LANES + lane);
+                    let values = std::iter::once(means[e])
+                        .chain(coefficients[s][..len].iter().copied())
+                        .chain(entries[s].tails[..=len / LANES].iter().copied());
+                    for (index, value) in column.zip(values) {
+                        own[index] = value;
+                    }
+                }
+                at += size(i * blocks + block);
+            }
+        });
+        start.pop();
         Self {
             positions,
             blocks,
@@ -208,10 +212,15 @@ impl SeriesBlocks {
         for (chunk, offset) in (0..a.len()).step_by(LANES).enumerate() {
             let block = first / LANES + chunk;
             let lanes = (a.len() - offset).min(LANES);
-            let mut x = [[0.0; LANES]; 3];
-            for (x, s) in x.iter_mut().zip([a, b, c]) {
-                x[..lanes].copy_from_slice(&s[offset..offset + lanes]);
-            }
+            // Whole blocks by fixed-size copies (a copy of run-time length calls memmove).
+            let x = [a, b, c].map(|s| match s[offset..].first_chunk::<LANES>() {
+                Some(whole) => *whole,
+                None => {
+                    let mut part = [0.0; LANES];
+                    part[..lanes].copy_from_slice(&s[offset..]);
+                    part
+                }
+            });
             let (v, d, accepted) =
                 self.block((i * self.blocks + block, j * self.blocks + block), x, same);
             for lane in 0..lanes {
@@ -327,9 +336,13 @@ impl SeriesBlocks {
             };
             derivatives[l] = horner(&dchains);
             values[l] = mi[l] * mj[l] + norm[l] * rho[l] * horner(&vchains);
-            let bound = ti[l] * tj[l] * rho[l].abs().powi(len as i32);
-            accepted[l] = bound <= TOLERANCE * derivatives[l].abs().max(FLOOR)
-                && bound * norm[l] / (len + 1) as f64 <= TOLERANCE * values[l].abs().max(FLOOR);
+            let within = |bound: f64| {
+                bound <= TOLERANCE * derivatives[l].abs().max(FLOOR)
+                    && bound * norm[l] / (len + 1) as f64 <= TOLERANCE * values[l].abs().max(FLOOR)
+            };
+            // The damping |ρ|^L only where the bound needs it (a power is costly).
+            let product = ti[l] * tj[l];
+            accepted[l] = within(product) || within(product * rho[l].abs().powi(len as i32));
         }
         (values, derivatives, accepted)
     }
@@ -353,7 +366,8 @@ mod tests {
             -1.0, -0.9995, -0.7, 0.0, 0.3, 0.9, 0.99, 0.999, 0.9999, 0.999_999, 1.0,
         ];
         let pair = GaussianPair::new(act);
-        let blocks = SeriesBlocks::new(pair, &diag, p);
+        let means: Vec<f64> = diag.iter().map(|&a| pair.mean(a)).collect();
+        let blocks = SeriesBlocks::new(pair, &diag, &means, p);
         let (a, b) = diag.split_at(p);
         let (mut worst, mut accepted_lanes) = (0.0f64, 0);
         for shift in 0..rhos.len() {
