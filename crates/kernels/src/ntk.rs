@@ -2,7 +2,7 @@
 
 use crate::expectation::GaussianPair;
 use crate::moments::Moments;
-use crate::pairwise::{mirror_lower, parallel_map, per_distinct, stream_map, threads};
+use crate::pairwise::{fill_column_blocks, mirror_lower, parallel_map, per_distinct, threads};
 use crate::patches::Patches;
 use faer::Mat;
 use overparam_models::{Architecture, ModelConfig};
@@ -186,15 +186,6 @@ impl Recursion {
 
     fn depth(&self) -> usize {
         self.layers.len()
-    }
-
-    /// The side of its tiles of pairs ([`TILE`] or [`CLOSED_TILE`]).
-    fn tile_side(&self) -> usize {
-        if self.pair.has_closed_form() {
-            CLOSED_TILE
-        } else {
-            TILE
-        }
     }
 
     /// The per-sample pass: every sample with itself, one layer at a time over all samples
@@ -386,6 +377,21 @@ struct Samples {
     layers: Vec<SampleLayer>,
 }
 
+impl Samples {
+    /// The side of the tiles of pairs: [`TILE`] where a layer reads Mehler's coefficients;
+    /// otherwise as many as keep the tile's pair vectors within [`TILE_CACHE`] bytes (at most
+    /// [`TILE`]).
+    fn tile_side(&self) -> usize {
+        let series = self
+            .layers
+            .iter()
+            .any(|l| matches!(l.moments, Moments::Series(_)));
+        let pair_bytes = 8 * (2 * self.layers.len() + 2) * self.p;
+        let fit = ((TILE_CACHE / pair_bytes) as f64).sqrt() as usize;
+        if series { TILE } else { fit.clamp(1, TILE) }
+    }
+}
+
 /// One thread's working vectors for [`Recursion::tile`].
 #[derive(Default)]
 struct Scratch {
@@ -479,33 +485,29 @@ impl KernelSet {
         );
         let symmetric = rows == cols;
         let depth = self.recursion.depth();
-        let tiles = tiles(
-            rows.len(),
-            cols.len(),
-            symmetric,
-            self.recursion.tile_side(),
-        );
+        let blocks = tiles(rows.len(), cols.len(), symmetric, self.samples.tile_side());
         let mut layers = vec![Mat::<f64>::zeros(rows.len(), cols.len()); depth + 1];
-        stream_map(
-            tiles.len(),
-            Scratch::default,
-            |scratch, t| {
-                let pairs: Vec<(usize, usize)> = tiles[t]
-                    .iter()
-                    .map(|&(i, j)| (rows.start + i, cols.start + j))
-                    .collect();
-                let mut out = vec![0.0; pairs.len() * (depth + 1)];
-                self.recursion
-                    .tile(&self.samples, &pairs, scratch, &mut out);
-                out
-            },
-            |t, out| {
-                for (&(i, j), values) in tiles[t].iter().zip(out.chunks(depth + 1)) {
-                    for (m, &v) in layers.iter_mut().zip(values) {
-                        m[(i, j)] = v;
+        let ranges: Vec<Range<usize>> = blocks.iter().map(|b| b.columns.clone()).collect();
+        let state = || (Scratch::default(), Vec::new(), Vec::new());
+        fill_column_blocks(
+            &mut layers,
+            &ranges,
+            state,
+            |(scratch, pairs, out), b, columns| {
+                let block = &blocks[b];
+                for tile in &block.tiles {
+                    pairs.clear();
+                    pairs.extend(tile.iter().map(|&(i, j)| (rows.start + i, cols.start + j)));
+                    out.resize(pairs.len() * (depth + 1), 0.0);
+                    self.recursion.tile(&self.samples, pairs, scratch, out);
+                    for (&(i, j), values) in tile.iter().zip(out.chunks(depth + 1)) {
+                        for (column, &v) in columns[j - block.columns.start].iter_mut().zip(values)
+                        {
+                            column[i] = v;
+                        }
                     }
+                    progress(tile.len() as u64);
                 }
-                progress(tiles[t].len() as u64);
             },
         );
         if symmetric {
@@ -527,40 +529,56 @@ impl KernelSet {
 /// share their samples' coefficients in cache (n = 400, softplus conv: 21.2 s with 8, 19.2 s
 /// with 16, 18.6 s with 32).
 const TILE: usize = 32;
-/// The side for closed forms, which read no coefficients: small tiles keep each pair's
-/// vectors in cache (relu conv, n = 1000: 27.3 s with 32, 26.2–26.5 s with 4).
-const CLOSED_TILE: usize = 4;
+/// Closed forms and tables read no coefficients: their tiles are kept small enough for each
+/// pair's vectors to stay in cache (relu conv, n = 1000: 27.3 s with tiles of 32, 26.2–26.5 s
+/// with 4; fc, n = 10 000: 44–47 s with 1, where the per-tile work dominates).
+const TILE_CACHE: usize = 1 << 20;
 
-/// Tiles of pairs (i, j) covering `rows × cols` (only i ≥ j when `symmetric`), each listed
-/// column by column, so that its results go down the columns of faer's matrices (fc,
-/// n = 5000: 5.2 s row by row, 4.2–4.4 s so): squares of `side` samples on a side, halved
-/// until there are at least eight per core, so that small blocks still keep every core busy.
-fn tiles(rows: usize, cols: usize, symmetric: bool, side: usize) -> Vec<Vec<(usize, usize)>> {
-    let cover = |side: usize| -> Vec<Vec<(usize, usize)>> {
-        let mut tiles = Vec::new();
-        for jb in (0..cols).step_by(side) {
-            let first = if symmetric { jb } else { 0 };
-            for ib in (first..rows).step_by(side) {
-                let tile: Vec<(usize, usize)> = (jb..(jb + side).min(cols))
-                    .flat_map(|j| {
-                        let from = if symmetric { ib.max(j) } else { ib };
-                        (from..(ib + side).min(rows)).map(move |i| (i, j))
+/// A range of columns of a block and its tiles of pairs.
+struct ColumnBlock {
+    columns: Range<usize>,
+    tiles: Vec<Vec<(usize, usize)>>,
+}
+
+/// Tiles of pairs (i, j) covering `rows × cols` (only i ≥ j when `symmetric`), grouped by
+/// their `side` columns: squares of `side` samples on a side, each listed column by column,
+/// with `side` halved until there are at least eight column blocks per core, so that small
+/// blocks still keep every core busy. The blocks come largest first, so that cores taking
+/// the next as they finish end together.
+fn tiles(rows: usize, cols: usize, symmetric: bool, side: usize) -> Vec<ColumnBlock> {
+    let cover = |side: usize| -> Vec<ColumnBlock> {
+        let mut blocks: Vec<ColumnBlock> = (0..cols)
+            .step_by(side)
+            .map(|jb| {
+                let columns = jb..(jb + side).min(cols);
+                let first = if symmetric { jb } else { 0 };
+                let tiles = (first..rows)
+                    .step_by(side)
+                    .map(|ib| {
+                        columns
+                            .clone()
+                            .flat_map(|j| {
+                                let from = if symmetric { ib.max(j) } else { ib };
+                                (from..(ib + side).min(rows)).map(move |i| (i, j))
+                            })
+                            .collect::<Vec<(usize, usize)>>()
                     })
+                    .filter(|tile| !tile.is_empty())
                     .collect();
-                if !tile.is_empty() {
-                    tiles.push(tile);
-                }
-            }
-        }
-        tiles
+                ColumnBlock { columns, tiles }
+            })
+            .collect();
+        let pairs = |b: &ColumnBlock| b.tiles.iter().map(Vec::len).sum::<usize>();
+        blocks.sort_by_key(|b| std::cmp::Reverse(pairs(b)));
+        blocks
     };
     let mut side = side;
-    let mut tiles = cover(side);
-    while side > 1 && tiles.len() < 8 * threads(usize::MAX) {
+    let mut blocks = cover(side);
+    while side > 1 && blocks.len() < 8 * threads(usize::MAX) {
         side /= 2;
-        tiles = cover(side);
+        blocks = cover(side);
     }
-    tiles
+    blocks
 }
 
 /// The number of pairs [`KernelSet::block`] computes for these ranges.
@@ -673,7 +691,10 @@ mod tests {
             (45, 70, false),
         ] {
             let mut seen = vec![0u8; rows * cols];
-            for tile in tiles(rows, cols, symmetric, TILE) {
+            for tile in tiles(rows, cols, symmetric, TILE)
+                .into_iter()
+                .flat_map(|b| b.tiles)
+            {
                 assert!(tile.len() <= TILE * TILE);
                 for (i, j) in tile {
                     seen[i * cols + j] += 1;

@@ -5,8 +5,8 @@
 use faer::Mat;
 use std::collections::HashMap;
 use std::f64::consts::PI;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::ops::Range;
+use std::sync::Mutex;
 
 /// Uniform grid points of the dense table read by cubic interpolation (interpolation error
 /// ~h⁴ f⁗ / 24 with h = 2q/2048, far below 1e-10).
@@ -138,33 +138,53 @@ pub(crate) fn threads(len: usize) -> usize {
         .clamp(1, len.max(1))
 }
 
-/// Runs `work(state, t)` for every `t < count` on one thread per core, each thread taking the
-/// next t as it finishes one and keeping its own `state()`, and hands each result to
-/// `consume(t, result)` on the calling thread as it arrives (in no fixed order).
-pub(crate) fn stream_map<S, T: Send>(
-    count: usize,
+/// Rewrites the columns of every matrix of `outs` (all of one shape) in the column ranges
+/// `blocks`, disjoint: `fill(state, b, columns)` for block b, with `columns[k][m]` column
+/// `blocks[b].start + k` of matrix m. One thread per core, each keeping its own `state()` and
+/// taking the next block (in the given order) as it finishes one.
+pub(crate) fn fill_column_blocks<S>(
+    outs: &mut [Mat<f64>],
+    blocks: &[Range<usize>],
     state: impl Fn() -> S + Sync,
-    work: impl Fn(&mut S, usize) -> T + Sync,
-    mut consume: impl FnMut(usize, T),
+    fill: impl Fn(&mut S, usize, &mut [Vec<&mut [f64]>]) + Sync,
 ) {
-    let next = AtomicUsize::new(0);
-    let (send, receive) = mpsc::channel();
+    let cols = outs.first().map_or(0, |m| m.ncols());
+    let mut columns: Vec<Option<Vec<&mut [f64]>>> = (0..cols).map(|_| Some(Vec::new())).collect();
+    for m in outs.iter_mut() {
+        for (j, column) in m.col_iter_mut().enumerate() {
+            if let Some(c) = columns[j].as_mut() {
+                c.push(
+                    column
+                        .try_as_col_major_mut()
+                        .expect("the columns of an owned matrix are contiguous")
+                        .as_slice_mut(),
+                );
+            }
+        }
+    }
+    let work: Vec<(usize, Vec<Vec<&mut [f64]>>)> = blocks
+        .iter()
+        .enumerate()
+        .map(|(b, range)| {
+            let own = range
+                .clone()
+                .map(|j| columns[j].take().expect("column blocks are disjoint"))
+                .collect();
+            (b, own)
+        })
+        .collect();
+    let queue = Mutex::new(work.into_iter());
+    let (queue, state, fill) = (&queue, &state, &fill);
     std::thread::scope(|scope| {
-        for _ in 0..threads(count) {
-            let (send, next, state, work) = (send.clone(), &next, &state, &work);
+        for _ in 0..threads(blocks.len()) {
             scope.spawn(move || {
                 let mut own = state();
                 loop {
-                    let t = next.fetch_add(1, Ordering::Relaxed);
-                    if t >= count || send.send((t, work(&mut own, t))).is_err() {
-                        break;
-                    }
+                    let next = queue.lock().expect("a kernel thread panicked").next();
+                    let Some((b, mut columns)) = next else { break };
+                    fill(&mut own, b, &mut columns);
                 }
             });
-        }
-        drop(send);
-        for (t, result) in receive {
-            consume(t, result);
         }
     });
 }
