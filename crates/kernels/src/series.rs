@@ -10,11 +10,14 @@
 //!
 //! `E[σ(u)σ(v)] = μ(a) μ(b) + sqrt(ab) ρ Σ_k ρ^k d_k(a) d_k(b) / (k + 1)`.
 //!
-//! Each entry (sample, position) keeps its coefficients up to the first multiple of eight
-//! where the rest has norm `‖d_{≥L}‖ ≤ 3e-7`. By Cauchy–Schwarz the series of a pair, cut
-//! at `L = min(L_a, L_b)`, misses at most `|ρ|^L ‖d_{≥L}(a)‖ ‖d_{≥L}(b)‖` (and `sqrt(ab)/(L + 1)`
-//! times that in the values); where that bound exceeds 1e-11 (very different or very large
-//! variances near ρ = ±1), the pair goes to Price's series or the direct quadrature.
+//! Each entry (sample, position) is computed to the degree its block's largest variance needs
+//! and keeps its coefficients up to the first multiple of eight where the rest has norm
+//! `‖d_{≥L}‖ ≤ 1e-7` ([`TRUNCATION`]); a block keeps its longest lane's. By Cauchy–Schwarz the
+//! series of a pair, cut at `L = min(L_a, L_b)` of the two blocks, misses at most
+//! `|ρ|^L ‖d_{≥L}(a)‖ ‖d_{≥L}(b)‖` (and `sqrt(ab)/(L + 1)` times that in the values), the
+//! norms including an estimate of the terms beyond the computed degree; where that bound
+//! exceeds 1e-13 of the expectation ([`TOLERANCE`]: very different or very large variances
+//! near ρ = ±1), the pair goes to Price's series or the direct quadrature.
 //!
 //! The coefficients are stored per sample in blocks of eight consecutive positions, lane-
 //! interleaved (`[k][lane]`), so that a pair of samples evaluates a block as eight-lane
