@@ -216,14 +216,22 @@ impl SeriesBlocks {
             let block = first / LANES + chunk;
             let lanes = (a.len() - offset).min(LANES);
             // Whole blocks by fixed-size copies (a copy of run-time length calls memmove).
-            let x = [a, b, c].map(|s| match s[offset..].first_chunk::<LANES>() {
-                Some(whole) => *whole,
-                None => {
-                    let mut part = [0.0; LANES];
-                    part[..lanes].copy_from_slice(&s[offset..]);
-                    part
+            #[inline(always)]
+            fn lanes_of(s: &[f64]) -> [f64; LANES] {
+                match s.first_chunk::<LANES>() {
+                    Some(whole) => *whole,
+                    None => {
+                        let mut part = [0.0; LANES];
+                        part[..s.len()].copy_from_slice(s);
+                        part
+                    }
                 }
-            });
+            }
+            let x = [
+                lanes_of(&a[offset..]),
+                lanes_of(&b[offset..]),
+                lanes_of(&c[offset..]),
+            ];
             let (v, d, accepted) =
                 self.block((i * self.blocks + block, j * self.blocks + block), x, same);
             for lane in 0..lanes {
@@ -330,6 +338,19 @@ impl SeriesBlocks {
             &self.data[si + LANES * (1 + self.length[bi] as usize + tail)..][..LANES],
             &self.data[sj + LANES * (1 + self.length[bj] as usize + tail)..][..LANES],
         );
+        // |ρ|^L on all lanes by binary powers (L is one for all of them).
+        let (mut damping, mut power, mut exponent) = ([1.0; LANES], rho.map(f64::abs), len);
+        while exponent > 0 {
+            if exponent & 1 == 1 {
+                for l in 0..LANES {
+                    damping[l] *= power[l];
+                }
+            }
+            for p in power.iter_mut() {
+                *p *= *p;
+            }
+            exponent >>= 1;
+        }
         let (mut values, mut derivatives, mut accepted) =
             ([0.0; LANES], [0.0; LANES], [false; LANES]);
         for l in 0..LANES {
@@ -339,13 +360,9 @@ impl SeriesBlocks {
             };
             derivatives[l] = horner(&dchains);
             values[l] = mi[l] * mj[l] + norm[l] * rho[l] * horner(&vchains);
-            let within = |bound: f64| {
-                bound <= TOLERANCE * derivatives[l].abs().max(FLOOR)
-                    && bound * norm[l] / (len + 1) as f64 <= TOLERANCE * values[l].abs().max(FLOOR)
-            };
-            // The damping |ρ|^L only where the bound needs it (a power is costly).
-            let product = ti[l] * tj[l];
-            accepted[l] = within(product) || within(product * rho[l].abs().powi(len as i32));
+            let bound = ti[l] * tj[l] * damping[l];
+            accepted[l] = bound <= TOLERANCE * derivatives[l].abs().max(FLOOR)
+                && bound * norm[l] / (len + 1) as f64 <= TOLERANCE * values[l].abs().max(FLOOR);
         }
         (values, derivatives, accepted)
     }
