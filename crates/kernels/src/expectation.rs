@@ -1,5 +1,6 @@
 //! `E_{(u,v)~N(0,Λ)}[g(u) h(v)]` for a 2 × 2 covariance `Λ = [[a, c], [c, b]]`.
 
+use crate::fma::fma_variants;
 use faer::Mat;
 use overparam_device::vmath::{self, Simd};
 use overparam_models::{Activation, GaussHermite, GaussLegendre};
@@ -35,31 +36,11 @@ struct WeightedSamples<'a> {
 }
 
 impl WeightedSamples<'_> {
-    /// Writes the samples to `out`. Softplus and sigmoid run [`vmath`]'s branch-free
-    /// functions, compiled for the CPU's FMA set ([`Simd`]), so that the loop is vectorized;
-    /// the other activations call [`Activation::eval`] or its derivative.
-    fn write(&self, out: &mut [f64]) {
-        match Simd::detect() {
-            // SAFETY: each variant runs only where `Simd::detect` found its features.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { self.write_avx512(out) },
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { self.write_avx2(out) },
-            Simd::Baseline => self.write_with::<true>(out),
-            _ => self.write_with::<false>(out),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-    fn write_avx512(&self, out: &mut [f64]) {
-        self.write_with::<true>(out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn write_avx2(&self, out: &mut [f64]) {
-        self.write_with::<true>(out);
+    fma_variants! {
+        /// Writes the samples to `out`. Softplus and sigmoid run [`vmath`]'s branch-free
+        /// functions, compiled for the CPU's FMA set ([`Simd`]), so that the loop is
+        /// vectorized; the other activations call [`Activation::eval`] or its derivative.
+        fn write(&self, out: &mut [f64]) = write_with on Simd::detect(), via write_avx512, write_avx2
     }
 
     #[inline(always)]

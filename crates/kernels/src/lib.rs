@@ -9,6 +9,7 @@
 //!   [`predict_test`] its outputs on test points (kernel regression as k → ∞).
 
 pub mod expectation;
+mod fma;
 pub mod hinf;
 mod moments;
 pub mod ntk;

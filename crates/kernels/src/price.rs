@@ -16,6 +16,7 @@
 //! here, far beyond the orders needed to bring the bound below 1e-16.
 
 use crate::expectation::{analytic_strip, trapezoid_step};
+use crate::fma::fma_variants;
 use overparam_device::vmath::{self, Simd};
 use overparam_models::Activation;
 use std::f64::consts::PI;
@@ -140,30 +141,11 @@ impl PriceSeries {
         }
     }
 
-    /// `(E[σ(u)σ(v)], E[σ'(u)σ'(v)])` when `c` is within [`MAX_SHIFT`] of `±sqrt(ab)`,
-    /// otherwise `None`.
-    pub(crate) fn moments(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
-        match self.simd {
-            // SAFETY: each variant runs only where `Simd::detect` found its features.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { self.moments_avx512(a, b, c) },
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { self.moments_avx2(a, b, c) },
-            Simd::Baseline => self.moments_with::<true>(a, b, c),
-            _ => self.moments_with::<false>(a, b, c),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-    fn moments_avx512(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
-        self.moments_with::<true>(a, b, c)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn moments_avx2(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)> {
-        self.moments_with::<true>(a, b, c)
+    fma_variants! {
+        /// `(E[σ(u)σ(v)], E[σ'(u)σ'(v)])` when `c` is within [`MAX_SHIFT`] of `±sqrt(ab)`,
+        /// otherwise `None`.
+        pub(crate) fn moments(&self, a: f64, b: f64, c: f64) -> Option<(f64, f64)>
+            = moments_with on self.simd, via moments_avx512, moments_avx2
     }
 
     /// [`Self::moments`] with [`vmath`]'s functions (`FMA`) or the C library's.

@@ -24,6 +24,7 @@
 //! vector operations, and a tile of pairs reads each block from cache.
 
 use crate::expectation::{GaussianPair, Moment, analytic_strip};
+use crate::fma::fma_variants;
 use crate::pairwise::{for_each_part, parallel_map, per_distinct};
 use crate::price::PriceSeries;
 use overparam_device::vmath::Simd;
@@ -250,44 +251,16 @@ impl SeriesBlocks {
         }
     }
 
-    /// One block of a pair: both series on eight lanes, and whether each lane's bound holds.
-    fn block(
-        &self,
-        blocks: (usize, usize),
-        x: [[f64; LANES]; 3],
-        same: bool,
-    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
-        match self.simd {
-            // SAFETY: each variant runs only where `Simd::detect` found its features.
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx512 => unsafe { self.block_avx512(blocks, x, same) },
-            #[cfg(target_arch = "x86_64")]
-            Simd::Avx2 => unsafe { self.block_avx2(blocks, x, same) },
-            Simd::Baseline => self.block_with::<true>(blocks, x, same),
-            _ => self.block_with::<false>(blocks, x, same),
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-    fn block_avx512(
-        &self,
-        blocks: (usize, usize),
-        x: [[f64; LANES]; 3],
-        same: bool,
-    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
-        self.block_with::<true>(blocks, x, same)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn block_avx2(
-        &self,
-        blocks: (usize, usize),
-        x: [[f64; LANES]; 3],
-        same: bool,
-    ) -> ([f64; LANES], [f64; LANES], [bool; LANES]) {
-        self.block_with::<true>(blocks, x, same)
+    fma_variants! {
+        /// One block of a pair: both series on eight lanes, and whether each lane's bound
+        /// holds.
+        fn block(
+            &self,
+            blocks: (usize, usize),
+            x: [[f64; LANES]; 3],
+            same: bool
+        ) -> ([f64; LANES], [f64; LANES], [bool; LANES])
+            = block_with on self.simd, via block_avx512, block_avx2
     }
 
     /// [`Self::block`] with fused multiply-adds (`FMA`) or without.
